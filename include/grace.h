@@ -1,0 +1,293 @@
+/*
+ * grace.h -- the whole public API of grace, an HTTP/1.1 server library whose
+ * servers can be restarted, upgraded and shut down without failing a request.
+ *
+ * Read it top-down: version, errors, types, then one section per object in
+ * the order a program meets them: server -> routes/middleware -> request ->
+ * response -> process (wait/shutdown) -> log.
+ *
+ * Conventions used by every declaration below:
+ *  - Functions that can fail return int: >= 0 on success, a negative GRACE_E*
+ *    code on failure. System errors are exactly -errno (GRACE_EADDRINUSE ==
+ *    -EADDRINUSE). grace_strerror() turns a code into text.
+ *  - Strings handed out as grace_str_t are views (pointer + length, not NUL
+ *    terminated) and say how long they live.
+ *  - Handlers and middleware run on grace's worker threads and may block
+ *    (sleep, call a database): a blocked handler never delays other requests.
+ *  - Configuration calls (set_*, bind_*, use) are meant for start-up, before
+ *    grace_server_start(); they are not synchronised with running workers.
+ */
+#ifndef GRACE_H
+#define GRACE_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define GRACE_API __attribute__((visibility("default")))
+#define GRACE_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define GRACE_API
+#define GRACE_PRINTF(f, a)
+#endif
+
+/* ---- Version ------------------------------------------------------------
+ * Same major version = same API and ABI. grace_version() is the number of the
+ * library actually linked; compare it with GRACE_VERSION_HEX to catch a header
+ * and library that do not match. */
+#define GRACE_VERSION_MAJOR 0
+#define GRACE_VERSION_MINOR 1
+#define GRACE_VERSION_PATCH 0
+#define GRACE_VERSION_HEX                                                                          \
+    ((GRACE_VERSION_MAJOR << 16) | (GRACE_VERSION_MINOR << 8) | GRACE_VERSION_PATCH)
+
+GRACE_API unsigned grace_version(void);
+GRACE_API const char *grace_version_string(void);
+
+/* ---- Errors -------------------------------------------------------------
+ * System errors are -errno; grace's own errors live at -1000 and below. */
+#define GRACE_ERRNO_MAP(XX)                                                                        \
+    XX(EINVAL, -22, "invalid argument")                                                            \
+    XX(ENOMEM, -12, "out of memory")                                                               \
+    XX(EEXIST, -17, "already exists")                                                              \
+    XX(ENOENT, -2, "no such file or directory")                                                    \
+    XX(EACCES, -13, "permission denied")                                                           \
+    XX(EADDRINUSE, -98, "address already in use")                                                  \
+    XX(EADDRNOTAVAIL, -99, "cannot assign requested address")                                      \
+    XX(EAGAIN, -11, "resource temporarily unavailable")                                            \
+    XX(ESTATE, -1000, "operation not allowed in the server's current state")                       \
+    XX(EBADADDR, -1001, "bad listen address")                                                      \
+    XX(EBADPATTERN, -1002, "bad route pattern")                                                    \
+    XX(ENOLISTEN, -1003, "server has no address to listen on")                                     \
+    XX(ESENT, -1004, "response headers already sent")
+
+typedef enum {
+#define GRACE_XX_(name, val, text) GRACE_##name = (val),
+    GRACE_ERRNO_MAP(GRACE_XX_)
+#undef GRACE_XX_
+} grace_errno_t;
+
+/* Text for an error code (negative), e.g. "address already in use". For a
+ * negative errno not in the list, the C library's strerror text. Never NULL;
+ * the string is static. */
+GRACE_API const char *grace_strerror(int err);
+/* Name of an error code, e.g. "EADDRINUSE"; "UNKNOWN" if not in the list. */
+GRACE_API const char *grace_err_name(int err);
+
+/* ---- Types -------------------------------------------------------------- */
+typedef struct grace_server grace_server_t;
+typedef struct grace_request grace_request_t;
+typedef struct grace_response grace_response_t;
+
+/* A string view: ptr is not NUL terminated; {NULL, 0} means "absent". */
+typedef struct {
+    const char *ptr;
+    size_t len;
+} grace_str_t;
+
+/* A request header as received: name in its original case. */
+typedef struct {
+    grace_str_t name;
+    grace_str_t value;
+} grace_header_t;
+
+/* A handler answers one request. It runs on a worker thread, may block, and
+ * must not keep req or res (or any view from them) after it returns. user is
+ * the pointer given at registration, untouched. Return 0; a negative return
+ * with nothing written yet becomes a 500 answer. */
+typedef int (*grace_handler_cb)(grace_request_t *req, grace_response_t *res, void *user);
+
+/* A middleware runs before the route's handler. It calls grace_next() to run
+ * the rest of the chain (later middleware, then the handler) and may work
+ * after it returns; if it does not call grace_next(), the chain stops there
+ * and the middleware's own answer is sent (e.g. 403 from an auth check). */
+typedef void (*grace_middleware_cb)(grace_request_t *req, grace_response_t *res, void *user);
+
+/* ---- Server ------------------------------------------------------------- */
+
+/* Limits and timeouts of a server. Zero in any field means the default given
+ * beside it (gf's defaults). Pass to grace_server_set_options(). */
+typedef struct {
+    size_t max_header_bytes;      /* request line + headers: 10240 bytes */
+    size_t max_headers;           /* header count: 100 */
+    size_t client_max_body_size;  /* request body: 8 MiB (8388608) */
+    int64_t read_timeout_ms;      /* whole request, first byte to last: 60000 */
+    int64_t idle_timeout_ms;      /* keep-alive wait for the next request: 60000 */
+    int64_t write_timeout_ms;     /* a stalled response write: 60000 */
+    int access_log;               /* 1: one line per request to stderr; 0 off (default) */
+    const char *server_header;    /* "Server:" value: "grace"; "" sends none */
+} grace_server_options_t;
+
+/* The server named name, created on first use: a process-wide singleton, so
+ * every call with the same name returns the same object (gf's g.Server(name)).
+ * NULL or "" is the default server. Thread-safe. Returns NULL only when out
+ * of memory. The server lives until the process exits. */
+GRACE_API grace_server_t *grace_server(const char *name);
+
+/* The server's name ("default" for the default server). Static storage. */
+GRACE_API const char *grace_server_name(const grace_server_t *s);
+
+/* Replace the server's listen ports with ports[0..n_ports) on every address
+ * (IPv6 and IPv4, like gf's ":8199"). Port 0 asks the kernel for a free port;
+ * the port chosen is logged and given by grace_server_ports(). */
+GRACE_API int grace_server_set_ports(grace_server_t *s, const int *ports, size_t n_ports);
+
+/* Add one listen address: "8199", ":8199" (all addresses), "127.0.0.1:8199",
+ * "[::1]:8199", "[::]:8199". Returns GRACE_EBADADDR for anything else. */
+GRACE_API int grace_server_add_address(grace_server_t *s, const char *addr);
+
+/* Set limits and timeouts (see grace_server_options_t). grace copies opt and
+ * the string it points to. */
+GRACE_API int grace_server_set_options(grace_server_t *s, const grace_server_options_t *opt);
+
+/* Start listening and serving without blocking. Logs one line per address,
+ * "http server started listening on [:8199]". Fails, listening on nothing,
+ * if any address cannot be bound (GRACE_EADDRINUSE, ...). Starts the process's
+ * worker threads on first use. */
+GRACE_API int grace_server_start(grace_server_t *s);
+
+/* grace_server_start() then grace_wait(): blocks until every server of the
+ * process has shut down. Returns 0, or the start error. */
+GRACE_API int grace_server_run(grace_server_t *s);
+
+/* Graceful shutdown of one server: stop accepting, finish requests in flight
+ * (each keep-alive connection is closed after its current response, idle ones
+ * at once), then release the ports. Returns at once; grace_wait() waits. May
+ * be called from any thread, including a handler. */
+GRACE_API int grace_server_shutdown(grace_server_t *s);
+
+/* Number of listen addresses and the port actually bound for each (after
+ * start; before start, the configured port). Returns the count, fills up to
+ * cap entries of ports. */
+GRACE_API size_t grace_server_ports(const grace_server_t *s, int *ports, size_t cap);
+
+/* true while the server is started and not fully shut down. */
+GRACE_API bool grace_server_is_running(const grace_server_t *s);
+
+/* ---- Routes and middleware ----------------------------------------------
+ * Pattern syntax (gf's BindHandler):
+ *   "/user/list"          exact path
+ *   "/user/{id}"          named parameter: one path segment
+ *   "/user/:id"           the same, colon form
+ *   "/static/*path"       wildcard: the rest of the path (may be empty); "*"
+ *                         alone names it "any"
+ *   "POST:/user/{id}"     method prefix: only that method (GET also answers
+ *                         HEAD); without one, any method.
+ * The most specific route wins: at the first segment where two routes differ,
+ * an exact segment beats a parameter, which beats a wildcard. A path that no
+ * route matches gets 404; a path that matches only with other methods gets 405
+ * with an Allow header. */
+GRACE_API int grace_server_bind_handler(grace_server_t *s, const char *pattern,
+                                        grace_handler_cb fn, void *user);
+
+/* Add middleware for requests to this server whose path starts with prefix
+ * (NULL or "/" for all; "/debug/admin" covers "/debug/admin" and
+ * "/debug/admin/..." but not "/debug/administrator"). Runs in the order added,
+ * global middleware first, for routed and unrouted (404/405) requests alike. */
+GRACE_API int grace_server_use(grace_server_t *s, const char *prefix, grace_middleware_cb fn,
+                               void *user);
+
+/* Middleware for every server of the process (added before any server
+ * starts). */
+GRACE_API int grace_use_global(grace_middleware_cb fn, void *user);
+
+/* From a middleware: run the rest of the chain now. */
+GRACE_API void grace_next(grace_request_t *req, grace_response_t *res);
+
+/* ---- Request ------------------------------------------------------------
+ * Every grace_str_t below is valid until the handler returns. Lookups by
+ * name are case-insensitive for headers and exact for query and route
+ * parameters. */
+GRACE_API grace_str_t grace_request_method(const grace_request_t *r);
+/* The request target exactly as received ("/a%20b?x=1"). */
+GRACE_API grace_str_t grace_request_target(const grace_request_t *r);
+/* The path part of the target, percent-decoded ("/a b"). */
+GRACE_API grace_str_t grace_request_path(const grace_request_t *r);
+/* The raw query string after '?', without it ("x=1"); {NULL,0} if none. */
+GRACE_API grace_str_t grace_request_query_string(const grace_request_t *r);
+/* A query parameter, percent- and '+'-decoded; {NULL,0} if absent. The first
+ * occurrence wins. */
+GRACE_API grace_str_t grace_request_query(grace_request_t *r, const char *name);
+/* A header's value (the first one if repeated); {NULL,0} if absent. */
+GRACE_API grace_str_t grace_request_header(const grace_request_t *r, const char *name);
+/* All headers in received order: returns the count and sets *out to an array
+ * valid until the handler returns. */
+GRACE_API size_t grace_request_headers(const grace_request_t *r, const grace_header_t **out);
+/* A route parameter ("id" of "/user/{id}"), percent-decoded; {NULL,0} if the
+ * route has none of that name. */
+GRACE_API grace_str_t grace_request_param(const grace_request_t *r, const char *name);
+/* The whole body, chunked encoding removed; {"",0} if none. */
+GRACE_API grace_str_t grace_request_body(const grace_request_t *r);
+/* The client's address as text, "127.0.0.1" or "::1" (NUL terminated, valid
+ * until the handler returns), and its port. */
+GRACE_API const char *grace_request_client_ip(const grace_request_t *r);
+GRACE_API int grace_request_client_port(const grace_request_t *r);
+/* HTTP minor version: 0 for HTTP/1.0, 1 for HTTP/1.1. */
+GRACE_API int grace_request_http_minor(const grace_request_t *r);
+/* The server this request came to. */
+GRACE_API grace_server_t *grace_request_server(const grace_request_t *r);
+/* Memory that lives until the response is done (freed by grace). NULL if out
+ * of memory. */
+GRACE_API void *grace_request_alloc(grace_request_t *r, size_t size);
+
+/* ---- Response -----------------------------------------------------------
+ * Buffered by default, like gf: what a handler writes is kept and sent, with
+ * Content-Length, when the handler returns. grace_response_flush() switches
+ * to streaming: headers go out at once (chunked for HTTP/1.1 when no
+ * Content-Length was set) and every later flush sends what was written since.
+ * A flush blocks the handler until the data is written or the write timeout
+ * passes. */
+GRACE_API int grace_response_set_status(grace_response_t *res, int status);
+GRACE_API int grace_response_status(const grace_response_t *res);
+/* Set a header, replacing any earlier one of the same name (case-insensitive).
+ * grace copies name and value; CR, LF and NUL are refused (GRACE_EINVAL). */
+GRACE_API int grace_response_set_header(grace_response_t *res, const char *name,
+                                        const char *value);
+/* Add a header, keeping earlier ones of the same name (Set-Cookie). */
+GRACE_API int grace_response_add_header(grace_response_t *res, const char *name,
+                                        const char *value);
+GRACE_API int grace_response_write(grace_response_t *res, const void *data, size_t len);
+/* Write s and "\n" (gf's Writeln). */
+GRACE_API int grace_response_writeln(grace_response_t *res, const char *s);
+GRACE_API int grace_response_writef(grace_response_t *res, const char *fmt, ...)
+    GRACE_PRINTF(2, 3);
+GRACE_API int grace_response_vwritef(grace_response_t *res, const char *fmt, va_list ap);
+/* Write data as a JSON string literal: quotes added, '"', '\\' and control
+ * characters escaped, invalid UTF-8 replaced by U+FFFD. */
+GRACE_API int grace_response_write_json_string(grace_response_t *res, const char *data,
+                                               size_t len);
+/* Set status, "Content-Type: application/json" and write json (a complete
+ * JSON text the caller built). */
+GRACE_API int grace_response_json(grace_response_t *res, int status, const char *json);
+/* Send headers and everything written so far now (see above). */
+GRACE_API int grace_response_flush(grace_response_t *res);
+/* Discard the body written so far (not possible once flushed: GRACE_ESENT). */
+GRACE_API int grace_response_clear(grace_response_t *res);
+
+/* ---- Process ------------------------------------------------------------ */
+
+/* Block until every started server of the process has shut down. Returns
+ * at once if none was started. */
+GRACE_API void grace_wait(void);
+
+/* Graceful shutdown of every server (see grace_server_shutdown()). Safe from
+ * any thread, including a handler. */
+GRACE_API void grace_shutdown_all(void);
+
+/* ---- Log ----------------------------------------------------------------
+ * grace logs to stderr in gf's shape, one line per write(2) so lines from
+ * threads and processes never interleave:
+ *   "2018-05-18 11:02:04.812 11511: http server started listening on [:8199]"
+ */
+GRACE_API void grace_log(const char *fmt, ...) GRACE_PRINTF(1, 2);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* GRACE_H */

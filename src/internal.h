@@ -1,0 +1,154 @@
+/*
+ * internal.h -- declarations shared between grace's source files; nothing
+ * here is API. Non-static internals are named grace__x.
+ */
+#ifndef GRACE_INTERNAL_H
+#define GRACE_INTERNAL_H
+
+#include "grace.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* ---- Growable byte buffer (buf.c) ---------------------------------------
+ * A plain {ptr,len,cap}; functions return 0 or GRACE_ENOMEM and never leave
+ * the buffer in a broken state. ptr may move on growth. {0} is an empty
+ * buffer. */
+typedef struct {
+    char *ptr;
+    size_t len, cap;
+} grace__buf_t;
+
+int grace__buf_reserve(grace__buf_t *b, size_t extra); /* room for extra more bytes */
+int grace__buf_append(grace__buf_t *b, const void *data, size_t len);
+int grace__buf_appends(grace__buf_t *b, const char *s);
+int grace__buf_appendf(grace__buf_t *b, const char *fmt, ...) GRACE_PRINTF(2, 3);
+int grace__buf_vappendf(grace__buf_t *b, const char *fmt, va_list ap);
+/* Append an unsigned decimal number (fast path for Content-Length etc.). */
+int grace__buf_append_u64(grace__buf_t *b, uint64_t v);
+/* Remove the first n bytes (memmove the rest down). */
+void grace__buf_consume(grace__buf_t *b, size_t n);
+void grace__buf_free(grace__buf_t *b);
+
+/* ---- Per-request arena (buf.c) ------------------------------------------
+ * Bump allocator: blocks are kept and reused across requests of a connection;
+ * reset frees nothing but makes all memory available again. */
+typedef struct grace__arena_block grace__arena_block_t;
+typedef struct {
+    grace__arena_block_t *head; /* current block */
+    grace__arena_block_t *full; /* other blocks, reused after reset */
+} grace__arena_t;
+
+void *grace__arena_alloc(grace__arena_t *a, size_t size); /* 16-byte aligned; NULL on OOM */
+char *grace__arena_strndup(grace__arena_t *a, const char *s, size_t len);
+void grace__arena_reset(grace__arena_t *a);
+void grace__arena_free(grace__arena_t *a);
+
+/* ---- HTTP/1.1 request parser (http1.c) ----------------------------------
+ * Strict RFC 9112 parser in the spirit of picohttpparser: it parses in place
+ * and fills views into the caller's buffer; it allocates nothing. */
+typedef struct {
+    grace_str_t method;
+    grace_str_t target; /* as received */
+    grace_str_t path;   /* target up to '?' (raw, not decoded) */
+    grace_str_t query;  /* after '?', {NULL,0} if no '?' */
+    int minor_version;  /* 0 or 1 */
+    grace_header_t *headers; /* caller's array */
+    size_t n_headers;
+    /* Derived from the headers by the parser: */
+    int64_t content_length; /* -1 when absent */
+    bool chunked;           /* Transfer-Encoding: chunked (final coding) */
+    bool keep_alive;        /* persistent per version + Connection header */
+    bool expect_continue;   /* Expect: 100-continue */
+    bool has_host;
+} grace__http_request_t;
+
+/* Parse a request head (request line + header fields + empty line) at buf.
+ * max_headers: capacity of req->headers (set by the caller before calling).
+ * max_head_bytes: the limit of request line + headers.
+ * Returns:
+ *   > 0  complete: number of bytes of the head (body starts there);
+ *   0    incomplete: call again with more data (also if len exceeds nothing);
+ *   < 0  malformed: minus the HTTP status to answer, then close:
+ *        -400 syntax, bare CR/LF misuse, obs-fold, invalid characters, bad or
+ *             conflicting Content-Length, Content-Length with
+ *             Transfer-Encoding, missing Host on HTTP/1.1, duplicate Host;
+ *        -414 request line longer than max_head_bytes;
+ *        -431 head longer than max_head_bytes or more than max_headers fields;
+ *        -501 a Transfer-Encoding other than chunked (or chunked not last),
+ *             or a method that is not a token we accept;
+ *        -505 HTTP version other than 1.0/1.1.
+ * Leading empty lines (CRLF) before the request line are skipped (RFC 9112
+ * 2.2); their bytes are included in the count returned. */
+int grace__http_parse_request(const char *buf, size_t len, size_t max_head_bytes,
+                              grace__http_request_t *req);
+
+/* Incremental, in-place chunked body decoder. Zero-fill before first use. */
+typedef struct {
+    uint64_t chunk_left; /* bytes left in the current chunk */
+    int state;           /* private */
+    size_t consumed;     /* private */
+    uint64_t total;      /* decoded body bytes so far */
+} grace__chunked_t;
+
+/* Decode the chunked bytes in buf[0..*len). Decoded data is moved to the
+ * front of buf; *len is set to the number of decoded bytes now at the front.
+ * Returns:
+ *   >= 0 the body is complete; the value is the number of bytes following the
+ *        body (start of the next request), which the decoder leaves right
+ *        after the decoded data at buf + *len;
+ *   -2   more data needed (every byte given has been used);
+ *   -1   malformed (bad chunk size, overflow, missing CRLF, bad trailer).
+ * max_body: total decoded size allowed; exceeding it returns -3. */
+ssize_t grace__chunked_decode(grace__chunked_t *d, char *buf, size_t *len, uint64_t max_body);
+
+/* Percent-decode src into dst (may be the same memory); '+' becomes ' ' only
+ * when plus_is_space. Returns the decoded length, or -1 on a bad %XX. */
+ssize_t grace__url_decode(char *dst, const char *src, size_t len, bool plus_is_space);
+
+/* Reason phrase of a status code ("Not Found"); "Unknown" if none. */
+const char *grace__status_text(int status);
+
+/* ---- Router (router.c) --------------------------------------------------- */
+#define GRACE__MAX_PARAMS 16
+
+typedef struct grace__router grace__router_t;
+
+typedef struct {
+    grace_handler_cb fn;
+    void *user;
+    size_t n_params;
+    grace_str_t names[GRACE__MAX_PARAMS];  /* owned by the router */
+    grace_str_t values[GRACE__MAX_PARAMS]; /* views into the path given */
+    char allow[96];                        /* for 405: "GET, HEAD, POST" */
+} grace__route_match_t;
+
+grace__router_t *grace__router_new(void);
+void grace__router_free(grace__router_t *r);
+/* Add a route. GRACE_EBADPATTERN for a bad pattern (no leading '/', empty or
+ * duplicate parameter name, '*' not last, unknown method), GRACE_EEXIST if an
+ * equivalent route (same method, same shape) exists, GRACE_ENOMEM. */
+int grace__router_add(grace__router_t *r, const char *pattern, grace_handler_cb fn, void *user);
+/* Match a (decoded) path. Returns 200 with m filled, 404, or 405 with
+ * m->allow set. */
+int grace__router_match(const grace__router_t *r, grace_str_t method, grace_str_t path,
+                        grace__route_match_t *m);
+
+/* ---- Log (log.c) --------------------------------------------------------- */
+/* Format "YYYY-MM-DD HH:MM:SS.mmm PID: " + message + "\n" into out (at most
+ * cap bytes, always NUL terminated); returns the length. */
+size_t grace__log_format(char *out, size_t cap, const char *fmt, va_list ap);
+/* Log a client's protocol error once: message plus a short, printable sample
+ * of the offending input. */
+void grace__log_bad_input(const char *client_ip, int status, const char *why, const char *data,
+                          size_t len);
+
+/* ---- Time ---------------------------------------------------------------- */
+int64_t grace__now_ms(void); /* CLOCK_MONOTONIC milliseconds */
+/* Current "Date:" header value (IMF-fixdate, 29 chars + NUL), cached per
+ * second. Thread-safe. */
+void grace__http_date(char out[32]);
+
+#endif /* GRACE_INTERNAL_H */
