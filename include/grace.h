@@ -170,19 +170,19 @@ GRACE_API size_t grace_server_ports(const grace_server_t *s, int *ports, size_t 
 /* true while the server is started and not fully shut down. */
 GRACE_API bool grace_server_is_running(const grace_server_t *s);
 
-/* ---- Routes and middleware ----------------------------------------------
- * Pattern syntax (gf's BindHandler):
- *   "/user/list"          exact path
- *   "/user/{id}"          named parameter: one path segment
- *   "/user/:id"           the same, colon form
- *   "/static/*path"       wildcard: the rest of the path (may be empty); "*"
- *                         alone names it "any"
- *   "POST:/user/{id}"     method prefix: only that method (GET also answers
- *                         HEAD); without one, any method.
- * The most specific route wins: at the first segment where two routes differ,
- * an exact segment beats a parameter, which beats a wildcard. A path that no
- * route matches gets 404; a path that matches only with other methods gets 405
- * with an Allow header. */
+// ---- Routes and middleware ----------------------------------------------
+// Pattern syntax (gf's BindHandler):
+//   "/user/list"          exact path
+//   "/user/{id}"          named parameter: one path segment
+//   "/user/:id"           the same, colon form
+//   "/static/*path"       wildcard: the rest of the path (may be empty); "*"
+//                         alone names it "any"
+//   "POST:/user/{id}"     method prefix: only that method (GET also answers
+//                         HEAD); without one, any method.
+// The most specific route wins: at the first segment where two routes differ,
+// an exact segment beats a parameter, which beats a wildcard. A path that no
+// route matches gets 404; a path that matches only with other methods gets 405
+// with an Allow header.
 GRACE_API int grace_server_bind_handler(grace_server_t *s, const char *pattern,
                                         grace_handler_cb fn, void *user);
 

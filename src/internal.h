@@ -151,4 +151,131 @@ int64_t grace__now_ms(void); /* CLOCK_MONOTONIC milliseconds */
  * second. Thread-safe. */
 void grace__http_date(char out[32]);
 
+
+/* ==== Engine (server.c, workers.c, request.c, response.c) ================
+ * Threads: a fixed set of event loops (one per core), each an epoll set with
+ * edge-triggered connections. A loop is run by exactly one thread at a time;
+ * when that thread stays inside a handler longer than a few milliseconds the
+ * monitor thread hands the loop to a spare thread (workers.c explains). */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+
+enum { GRACE__EV_LISTENER = 1, GRACE__EV_CONN, GRACE__EV_WAKE };
+
+typedef struct grace__loop grace__loop_t;
+typedef struct grace__conn grace__conn_t;
+
+typedef struct {
+    int kind; /* GRACE__EV_LISTENER; first, as in every epoll-registered object */
+    int fd;
+    grace_server_t *server;
+    char spec[80];  /* as configured: ":8199", "127.0.0.1:8199" */
+    char shown[80]; /* for logs, after bind: ":8199", "127.0.0.1:41234" */
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+    int port; /* bound port */
+    bool all_addrs;
+} grace__listener_t;
+
+typedef struct {
+    const char *prefix; /* NULL: all */
+    size_t prefix_len;
+    grace_middleware_cb fn;
+    void *user;
+} grace__middleware_t;
+
+enum { GRACE__SRV_NEW, GRACE__SRV_RUNNING, GRACE__SRV_DRAINING, GRACE__SRV_STOPPED };
+
+#define GRACE__MAX_LISTENERS 32
+#define GRACE__MAX_MIDDLEWARE 32
+
+struct grace_server {
+    char name[64];
+    grace_server_options_t opt; /* defaults filled in */
+    char *server_header;        /* owned copy; "" for none */
+    grace__router_t *router;
+    grace__middleware_t mw[GRACE__MAX_MIDDLEWARE];
+    size_t n_mw;
+    grace__listener_t listeners[GRACE__MAX_LISTENERS];
+    size_t n_listeners;
+    _Atomic int state;
+    atomic_long n_conns;       /* open connections */
+    atomic_uint_fast64_t released_mask; /* loops that dropped the listeners (drain) */
+    atomic_bool listeners_closed;        /* every loop dropped them; fds closed */
+    struct grace_server *next; /* process list */
+};
+
+/* Process-wide singleton state (server.c). */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cond; /* grace_wait */
+    grace_server_t *servers;
+    int n_running; /* started, not yet stopped */
+    grace__middleware_t global_mw[GRACE__MAX_MIDDLEWARE];
+    size_t n_global_mw;
+} grace__proc_t;
+
+extern grace__proc_t grace__proc;
+
+/* Request and response as handlers see them; embedded in the connection and
+ * reset for every request. */
+struct grace_request {
+    grace__conn_t *conn;
+    grace__http_request_t h;
+    grace_str_t path; /* decoded */
+    grace_str_t body;
+    grace__route_match_t match;
+    const grace__middleware_t *chain[2 * GRACE__MAX_MIDDLEWARE];
+    size_t n_chain, chain_pos;
+    int route_status; /* 200, 404, 405 */
+    bool is_head;
+};
+
+struct grace_response {
+    grace__conn_t *conn;
+    int status;
+    grace__buf_t headers; /* "Name: value\r\n" lines set by the handler */
+    grace__buf_t body;
+    bool has_content_type;
+    bool has_content_length;
+    bool conn_close; /* handler asked for Connection: close */
+    bool streaming;  /* head sent by grace_response_flush */
+    bool chunked;    /* streaming with chunked encoding */
+    bool failed;     /* a streaming write failed: drop the connection */
+    int64_t fixed_length; /* Content-Length set by the handler, -1 if none */
+    uint64_t sent_body;   /* body bytes sent while streaming */
+};
+
+/* workers.c */
+int grace__engine_start(void);                /* once; loops + monitor */
+int grace__engine_add_listener(grace__listener_t *l);
+void grace__engine_drain_server(grace_server_t *s); /* wake loops to drain s */
+/* Write all of data to the connection from a handler thread (streaming),
+ * waiting up to the write timeout. 0 or negative error. */
+int grace__conn_write_blocking(grace__conn_t *c, const char *data, size_t len);
+const char *grace__conn_client_ip(const grace__conn_t *c);
+int grace__conn_client_port(const grace__conn_t *c);
+grace_server_t *grace__conn_server(const grace__conn_t *c);
+grace__arena_t *grace__conn_arena(grace__conn_t *c);
+bool grace__conn_draining(const grace__conn_t *c);
+const grace_request_t *grace__conn_request(const grace__conn_t *c);
+
+/* server.c */
+void grace__server_conn_closed(grace_server_t *s); /* after n_conns-- */
+void grace__server_listeners_released(grace_server_t *s);
+
+/* request.c: route and run the chain for req (head parsed, body read). */
+void grace__request_dispatch(grace_request_t *req, grace_response_t *res);
+
+/* response.c */
+void grace__response_reset(grace_response_t *res);
+/* Serialize the finished response (head + body) into out. keep_alive tells
+ * whether the connection stays open. */
+int grace__response_finish(grace_response_t *res, const grace_request_t *req, bool keep_alive,
+                           grace__buf_t *out);
+/* Serialize a complete error answer (status + short text body) into out;
+ * always with "Connection: close". */
+int grace__response_error(grace__buf_t *out, int status, const char *server_header);
+
 #endif /* GRACE_INTERNAL_H */

@@ -1,0 +1,101 @@
+# Makefile -- thin wrapper over CMake (GNU make). The real build is
+# CMakeLists.txt; this file only gives the everyday commands short names.
+#
+#   make            release build in build/
+#   make run        install what is missing, build, run examples/basic on :8199
+#   make test       install what is missing; clang -Werror build (build-clang/);
+#                   ASan+UBSan build (build-asan/); ctest; pytest tests/integration
+#   make test-clang clang -Werror build only (release flags, so NDEBUG too)
+#   make bench      install what is missing, release build, bench/run.py
+#   make install    release build, install under PREFIX (default /usr/local)
+#   make clean      remove the build directories
+#   make format     clang-format -i over the C sources
+#
+# Each recipe runs its steps in order on purpose (deps, then build, then run),
+# so `make -j` cannot reorder them.
+
+SHELL := /bin/bash
+# Quieter recursive makes (CMake's generated Makefiles).
+MAKEFLAGS += --no-print-directory
+.DEFAULT_GOAL := all
+
+PREFIX ?= /usr/local
+JOBS ?= 2
+# Debian's python3, which has python3-pytest and python3-requests; the
+# python3 first on PATH may be another build without them.
+PYTHON := /usr/bin/python3
+DEPS := bash scripts/deps.sh
+
+BUILD_DIR := build
+ASAN_DIR := build-asan
+CLANG_DIR := build-clang
+
+# Sanitizer settings for everything `make test` runs (unit tests, and the
+# servers the integration tests start). Override on the command line.
+ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=0
+UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
+SAN_ENV := ASAN_OPTIONS=$(ASAN_OPTIONS) UBSAN_OPTIONS=$(UBSAN_OPTIONS)
+
+CMAKE_EXTRA ?=
+
+define release-build
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release $(CMAKE_EXTRA)
+	cmake --build $(BUILD_DIR) -j$(JOBS)
+endef
+
+define clang-build
+	cmake -S . -B $(CLANG_DIR) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Release \
+	    -DGRACE_WERROR=ON -DGRACE_SANITIZE=OFF $(CMAKE_EXTRA)
+	cmake --build $(CLANG_DIR) -j$(JOBS)
+endef
+
+define asan-build
+	cmake -S . -B $(ASAN_DIR) -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=Debug \
+	    -DGRACE_WERROR=ON -DGRACE_SANITIZE=ON $(CMAKE_EXTRA)
+	cmake --build $(ASAN_DIR) -j$(JOBS)
+endef
+
+.PHONY: all build run test test-clang bench install clean format help
+
+all build:
+	$(release-build)
+
+run:
+	$(DEPS) build
+	$(release-build)
+	exec ./$(BUILD_DIR)/examples/basic --port 8199
+
+# pytest exits 5 when it collects no test; that fails `make test` like any
+# other non-zero status (there must be integration tests).
+test:
+	$(DEPS) test
+	$(clang-build)
+	$(asan-build)
+	$(SAN_ENV) ctest --test-dir $(ASAN_DIR) --output-on-failure
+	$(SAN_ENV) GRACE_BUILD_DIR=$(CURDIR)/$(ASAN_DIR) $(PYTHON) -m pytest -q tests/integration \
+	    || { rc=$$?; [ $$rc -ne 5 ] || echo "make test: pytest collected no integration test" >&2; \
+	         exit $$rc; }
+
+test-clang:
+	$(DEPS) test
+	$(clang-build)
+
+bench:
+	$(DEPS) bench
+	$(release-build)
+	GRACE_BUILD_DIR=$(CURDIR)/$(BUILD_DIR) $(PYTHON) bench/run.py
+
+install:
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKE_EXTRA)
+	cmake --build $(BUILD_DIR) -j$(JOBS)
+	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
+
+clean:
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(CLANG_DIR)
+
+FORMAT_FILES = $(wildcard src/*.c src/*.h include/*.h examples/*.c tests/unit/*.c)
+format:
+	$(if $(FORMAT_FILES),clang-format -i $(FORMAT_FILES),@echo "format: no files")
+
+help:
+	@sed -n '4,12s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))

@@ -1,0 +1,100 @@
+/*
+ * basic.c -- the first example of gf's graceful-restart page, in C:
+ *
+ *   s := g.Server()
+ *   s.BindHandler("/", ...)       -> r.Response.Writeln("哈喽！")
+ *   s.BindHandler("/pid", ...)    -> r.Response.Writeln(gproc.Pid())
+ *   s.BindHandler("/sleep", ...)  -> pid, sleep 10 s, pid again
+ *   s.SetPort(8199)
+ *   s.Run()
+ *
+ * Run `basic --port 8199`, then open /pid and /sleep. A sleeping /sleep
+ * never holds up /pid: handlers run on worker threads and may block. Send
+ * SIGTERM (or SIGINT, SIGHUP, SIGQUIT) and the server stops accepting,
+ * lets a /sleep in progress finish, and exits 0.
+ *
+ * --sleep-ms changes the 10 s of /sleep (tests use a few seconds).
+ */
+#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include "grace.h"
+#include "flags.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+
+/* "哈喽！" in UTF-8, spelled in bytes so the program does not depend on the
+ * compiler's source character set. */
+static const char hello_utf8[] = "\xe5\x93\x88\xe5\x96\xbd\xef\xbc\x81";
+
+static int64_t sleep_ms = 10000;
+
+/* Write this process's PID and a newline (gf's Writeln(gproc.Pid())). */
+static int write_pid(grace_response_t *res)
+{
+    char pid[24];
+    snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+    return grace_response_writeln(res, pid);
+}
+
+static int handle_root(grace_request_t *req, grace_response_t *res, void *user)
+{
+    (void)req;
+    (void)user;
+    return grace_response_writeln(res, hello_utf8);
+}
+
+static int handle_pid(grace_request_t *req, grace_response_t *res, void *user)
+{
+    (void)req;
+    (void)user;
+    return write_pid(res);
+}
+
+/* Blocks its worker thread on purpose: grace keeps serving other requests. */
+static int handle_sleep(grace_request_t *req, grace_response_t *res, void *user)
+{
+    (void)req;
+    (void)user;
+    int rc = write_pid(res);
+    if (rc < 0)
+        return rc;
+    struct timespec left = {.tv_sec = sleep_ms / 1000, .tv_nsec = (sleep_ms % 1000) * 1000000};
+    /* A signal (the one asking for shutdown, say) may cut the sleep short;
+     * sleep the rest so the answer is the same either way. */
+    while (nanosleep(&left, &left) != 0 && errno == EINTR)
+        ;
+    return write_pid(res);
+}
+
+int main(int argc, char **argv)
+{
+    static const int default_port = 8199;
+    ex_flags_t f;
+    ex_parse_flags(argc, argv, &f, "--port", &default_port, 1, "basic [--port N]",
+                   "The first example of gf's graceful-restart page: /, /pid, /sleep.",
+                   EX_FLAG_SLEEP);
+    sleep_ms = f.sleep_ms;
+
+    grace_server_t *s = grace_server(NULL); /* g.Server() */
+    if (s == NULL) {
+        fprintf(stderr, "%s: out of memory\n", f.prog);
+        return 1;
+    }
+    ex_check(&f, grace_server_bind_handler(s, "/", handle_root, NULL), "bind /");
+    ex_check(&f, grace_server_bind_handler(s, "/pid", handle_pid, NULL), "bind /pid");
+    ex_check(&f, grace_server_bind_handler(s, "/sleep", handle_sleep, NULL), "bind /sleep");
+    ex_configure(s, &f, f.ports, f.n_ports);
+
+    /* Blocks until the server has shut down (signal or API call). */
+    int rc = grace_server_run(s);
+    if (rc < 0) {
+        fprintf(stderr, "%s: cannot start: %s\n", f.prog, grace_strerror(rc));
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,249 @@
+/*
+ * flags.h -- the command-line flags every grace example shares, so that each
+ * example's .c file shows only what it is about: its routes and handlers.
+ *
+ * Flags (each also accepted as --flag=VALUE):
+ *   --help                  print usage to stdout, exit 0
+ *   --host ADDR             listen on ADDR only ("127.0.0.1", "::1");
+ *                           default: every address (grace_server_set_ports)
+ *   --port N / --ports LIST the example's port(s); 0 = any free port, the
+ *                           port chosen is in the "started listening" line
+ *   --access-log            one log line per request
+ *   --max-body N            client_max_body_size in bytes
+ *   --max-header-bytes N    max_header_bytes (request line + headers)
+ *   --read-timeout-ms N     read_timeout_ms (a whole request)
+ *   --idle-timeout-ms N     idle_timeout_ms (keep-alive wait)
+ *   --sleep-ms N            only where the example has a /sleep route
+ * A bad flag or value prints a message to stderr and exits 2. Options are
+ * given to grace_server_set_options() only when one of them was set, so an
+ * example run without flags uses grace's own defaults.
+ *
+ * Everything here is static inline: each example includes it once and uses
+ * only part of it, and inline keeps -Wunused-function quiet about the rest.
+ */
+#ifndef GRACE_EXAMPLE_FLAGS_H
+#define GRACE_EXAMPLE_FLAGS_H
+
+#include "grace.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EX_MAX_PORTS 16
+
+enum {
+    EX_FLAG_SLEEP = 1 << 0, /* the example accepts --sleep-ms */
+};
+
+typedef struct {
+    const char *prog;  /* argv[0], for messages */
+    const char *host;  /* NULL: every address */
+    int ports[EX_MAX_PORTS];
+    size_t n_ports;
+    grace_server_options_t opt;
+    bool has_opt;     /* some option flag was given */
+    int64_t sleep_ms; /* --sleep-ms, when the example takes it */
+} ex_flags_t;
+
+/* Print the usage message. usage_line is the example's own synopsis, e.g.
+ * "basic [--port N]"; what is the one-line description. */
+static inline void ex_usage(FILE *f, const char *usage_line, const char *what, unsigned accept)
+{
+    fprintf(f,
+            "usage: %s [--host ADDR] [--access-log] [--max-body N] [--max-header-bytes N]\n"
+            "          [--read-timeout-ms N] [--idle-timeout-ms N]%s\n"
+            "%s\n\n"
+            "  --host ADDR             listen on ADDR only (default: all addresses)\n"
+            "  --access-log            log one line per request\n"
+            "  --max-body N            largest request body, bytes (default 8 MiB)\n"
+            "  --max-header-bytes N    largest request line + headers, bytes (default 10240)\n"
+            "  --read-timeout-ms N     time to receive a whole request (default 60000)\n"
+            "  --idle-timeout-ms N     keep-alive wait for the next request (default 60000)\n"
+            "%s"
+            "  Port 0 picks a free port; the log line \"http server started listening on\n"
+            "  [ADDR:PORT]\" shows the one chosen.\n",
+            usage_line, (accept & EX_FLAG_SLEEP) ? " [--sleep-ms N]" : "", what,
+            (accept & EX_FLAG_SLEEP)
+                ? "  --sleep-ms N            how long /sleep sleeps (default 10000)\n"
+                : "");
+}
+
+/* Parse a whole non-negative decimal number no larger than max. */
+static inline bool ex_parse_num(const char *s, long long max, long long *out)
+{
+    if (s == NULL || *s < '0' || *s > '9')
+        return false;
+    errno = 0;
+    char *end = NULL;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < 0 || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Parse "8100,8200,..." into f->ports. */
+static inline bool ex_parse_ports(const char *s, ex_flags_t *f)
+{
+    f->n_ports = 0;
+    while (*s != '\0') {
+        const char *comma = strchr(s, ',');
+        size_t len = comma ? (size_t)(comma - s) : strlen(s);
+        char one[16];
+        long long port;
+        if (len == 0 || len >= sizeof(one) || f->n_ports == EX_MAX_PORTS)
+            return false;
+        memcpy(one, s, len);
+        one[len] = '\0';
+        if (!ex_parse_num(one, 65535, &port))
+            return false;
+        f->ports[f->n_ports++] = (int)port;
+        if (comma == NULL)
+            break;
+        s = comma + 1;
+        if (*s == '\0')
+            return false; /* trailing comma */
+    }
+    return f->n_ports > 0;
+}
+
+static inline _Noreturn void ex_bad_flag(const ex_flags_t *f, const char *arg)
+{
+    fprintf(stderr, "%s: unknown flag '%s' (see --help)\n", f->prog, arg);
+    exit(2);
+}
+
+/*
+ * Parse argv. port_flag is "--port" (one port) or "--ports" (a list); the
+ * ports default to default_ports. Returns normally on success; on --help
+ * prints usage and exits 0, on a bad flag exits 2.
+ */
+static inline void ex_parse_flags(int argc, char **argv, ex_flags_t *f, const char *port_flag,
+                                  const int *default_ports, size_t n_default,
+                                  const char *usage_line, const char *what, unsigned accept)
+{
+    memset(f, 0, sizeof(*f));
+    f->prog = argc > 0 ? argv[0] : "example";
+    f->sleep_ms = 10000;
+    for (size_t i = 0; i < n_default && i < EX_MAX_PORTS; i++)
+        f->ports[f->n_ports++] = default_ports[i];
+
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        const char *val = NULL;
+        char name[32];
+        size_t name_len = strcspn(arg, "=");
+
+        /* "--flag=VALUE" or "--flag VALUE": split off the name. */
+        if (name_len >= sizeof(name))
+            ex_bad_flag(f, arg);
+        memcpy(name, arg, name_len);
+        name[name_len] = '\0';
+        if (arg[name_len] == '=')
+            val = arg + name_len + 1;
+
+        if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
+            ex_usage(stdout, usage_line, what, accept);
+            exit(0);
+        }
+        if (strcmp(name, "--access-log") == 0) {
+            if (val != NULL)
+                ex_bad_flag(f, arg);
+            f->opt.access_log = 1;
+            f->has_opt = true;
+            continue;
+        }
+
+        /* Every other flag takes a value. */
+        bool known = strcmp(name, "--host") == 0 || strcmp(name, port_flag) == 0 ||
+                     strcmp(name, "--max-body") == 0 || strcmp(name, "--max-header-bytes") == 0 ||
+                     strcmp(name, "--read-timeout-ms") == 0 ||
+                     strcmp(name, "--idle-timeout-ms") == 0 ||
+                     ((accept & EX_FLAG_SLEEP) && strcmp(name, "--sleep-ms") == 0);
+        if (!known)
+            ex_bad_flag(f, arg);
+        if (val == NULL) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "%s: %s needs a value (see --help)\n", f->prog, name);
+                exit(2);
+            }
+            val = argv[++i];
+        }
+
+        long long n = 0;
+        bool ok = true;
+        if (strcmp(name, "--host") == 0) {
+            ok = *val != '\0';
+            f->host = val;
+        } else if (strcmp(name, port_flag) == 0) {
+            ok = ex_parse_ports(val, f);
+            if (ok && strcmp(port_flag, "--port") == 0 && f->n_ports != 1)
+                ok = false;
+        } else if (strcmp(name, "--sleep-ms") == 0) {
+            ok = ex_parse_num(val, INT64_MAX / 1000000, &n);
+            f->sleep_ms = n;
+        } else {
+            ok = ex_parse_num(val, INT64_MAX, &n);
+            if (ok && n == 0)
+                ok = false; /* zero would silently mean "default" */
+            if (strcmp(name, "--max-body") == 0)
+                f->opt.client_max_body_size = (size_t)n;
+            else if (strcmp(name, "--max-header-bytes") == 0)
+                f->opt.max_header_bytes = (size_t)n;
+            else if (strcmp(name, "--read-timeout-ms") == 0)
+                f->opt.read_timeout_ms = n;
+            else
+                f->opt.idle_timeout_ms = n;
+            f->has_opt = true;
+        }
+        if (!ok) {
+            fprintf(stderr, "%s: bad value for %s: '%s' (see --help)\n", f->prog, name, val);
+            exit(2);
+        }
+    }
+}
+
+/* Exit 1 with a message when a grace call failed. */
+static inline void ex_check(const ex_flags_t *f, int rc, const char *what)
+{
+    if (rc < 0) {
+        fprintf(stderr, "%s: %s: %s\n", f->prog, what, grace_strerror(rc));
+        exit(1);
+    }
+}
+
+/*
+ * Give server s the ports ports[0..n) (on --host's address, or on every
+ * address) and the options from the flags. Exits 1 on a configuration error.
+ */
+static inline void ex_configure(grace_server_t *s, const ex_flags_t *f, const int *ports, size_t n)
+{
+    if (f->host == NULL) {
+        ex_check(f, grace_server_set_ports(s, ports, n), "cannot set ports");
+    } else {
+        /* An IPv6 address must be bracketed before ":PORT" is added. */
+        bool v6 = strchr(f->host, ':') != NULL && f->host[0] != '[';
+        for (size_t i = 0; i < n; i++) {
+            char addr[300];
+            int len = snprintf(addr, sizeof(addr), v6 ? "[%s]:%d" : "%s:%d", f->host, ports[i]);
+            if (len < 0 || (size_t)len >= sizeof(addr)) {
+                fprintf(stderr, "%s: --host address too long\n", f->prog);
+                exit(2);
+            }
+            int rc = grace_server_add_address(s, addr);
+            if (rc < 0) {
+                fprintf(stderr, "%s: bad listen address '%s': %s\n", f->prog, addr,
+                        grace_strerror(rc));
+                exit(2);
+            }
+        }
+    }
+    if (f->has_opt)
+        ex_check(f, grace_server_set_options(s, &f->opt), "cannot set options");
+}
+
+#endif /* GRACE_EXAMPLE_FLAGS_H */

@@ -1,0 +1,191 @@
+/*
+ * request.c -- what a handler can ask of a request, and the dispatch of a
+ * parsed request through the middleware chain to its route.
+ *
+ * The request lives inside its connection (workers.c) and is reset for every
+ * request; every view handed out points into the connection's read buffer or
+ * its per-request arena, so it is valid until the handler returns. Dispatch
+ * builds the chain once per request: global middleware, then the server's
+ * middleware whose prefix covers the path, then the final step (the route's
+ * handler, or a 404/405 answer). grace_next() advances it. SPEC S3.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+grace_str_t grace_request_method(const grace_request_t *r)
+{
+    return r->h.method;
+}
+
+grace_str_t grace_request_target(const grace_request_t *r)
+{
+    return r->h.target;
+}
+
+grace_str_t grace_request_path(const grace_request_t *r)
+{
+    return r->path;
+}
+
+grace_str_t grace_request_query_string(const grace_request_t *r)
+{
+    return r->h.query;
+}
+
+grace_str_t grace_request_query(grace_request_t *r, const char *name)
+{
+    grace_str_t none = {NULL, 0};
+    const char *p = r->h.query.ptr, *end = p + r->h.query.len;
+    size_t name_len = strlen(name);
+    if (p == NULL)
+        return none;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *pair_end = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(pair_end - p));
+        const char *key_end = eq ? eq : pair_end;
+        /* Keys are compared decoded, so "a%5Fb" matches "a_b". */
+        char key[256];
+        size_t key_raw = (size_t)(key_end - p);
+        if (key_raw < sizeof key) {
+            ssize_t kl = grace__url_decode(key, p, key_raw, true);
+            if (kl == (ssize_t)name_len && memcmp(key, name, name_len) == 0) {
+                const char *v = eq ? eq + 1 : pair_end;
+                size_t vlen = (size_t)(pair_end - v);
+                char *d = grace__arena_alloc(grace__conn_arena(r->conn), vlen + 1);
+                if (d == NULL)
+                    return none;
+                ssize_t n = grace__url_decode(d, v, vlen, true);
+                if (n < 0) { /* keep a malformed value as it came */
+                    memcpy(d, v, vlen);
+                    n = (ssize_t)vlen;
+                }
+                d[n] = '\0';
+                return (grace_str_t){d, (size_t)n};
+            }
+        }
+        p = pair_end + 1;
+    }
+    return none;
+}
+
+grace_str_t grace_request_header(const grace_request_t *r, const char *name)
+{
+    size_t len = strlen(name);
+    for (size_t i = 0; i < r->h.n_headers; i++) {
+        const grace_header_t *h = &r->h.headers[i];
+        if (h->name.len == len && strncasecmp(h->name.ptr, name, len) == 0)
+            return h->value;
+    }
+    return (grace_str_t){NULL, 0};
+}
+
+size_t grace_request_headers(const grace_request_t *r, const grace_header_t **out)
+{
+    *out = r->h.headers;
+    return r->h.n_headers;
+}
+
+grace_str_t grace_request_param(const grace_request_t *r, const char *name)
+{
+    size_t len = strlen(name);
+    for (size_t i = 0; i < r->match.n_params; i++)
+        if (r->match.names[i].len == len && memcmp(r->match.names[i].ptr, name, len) == 0)
+            return r->match.values[i];
+    return (grace_str_t){NULL, 0};
+}
+
+grace_str_t grace_request_body(const grace_request_t *r)
+{
+    if (r->body.len == 0)
+        return (grace_str_t){"", 0};
+    return r->body;
+}
+
+const char *grace_request_client_ip(const grace_request_t *r)
+{
+    return grace__conn_client_ip(r->conn);
+}
+
+int grace_request_client_port(const grace_request_t *r)
+{
+    return grace__conn_client_port(r->conn);
+}
+
+int grace_request_http_minor(const grace_request_t *r)
+{
+    return r->h.minor_version;
+}
+
+grace_server_t *grace_request_server(const grace_request_t *r)
+{
+    return grace__conn_server(r->conn);
+}
+
+void *grace_request_alloc(grace_request_t *r, size_t size)
+{
+    return grace__arena_alloc(grace__conn_arena(r->conn), size);
+}
+
+/* ---- Dispatch ------------------------------------------------------------- */
+
+static bool covers(const grace__middleware_t *m, grace_str_t path)
+{
+    if (m->prefix == NULL)
+        return true;
+    if (path.len < m->prefix_len || memcmp(path.ptr, m->prefix, m->prefix_len) != 0)
+        return false;
+    return path.len == m->prefix_len || path.ptr[m->prefix_len] == '/';
+}
+
+static void final_step(grace_request_t *req, grace_response_t *res)
+{
+    switch (req->route_status) {
+    case 200:
+        if (req->match.fn(req, res, req->match.user) < 0 && res->body.len == 0 &&
+            !res->streaming) {
+            grace_response_set_status(res, 500);
+            grace_response_writeln(res, "Internal Server Error");
+        }
+        return;
+    case 405:
+        grace_response_set_status(res, 405);
+        grace_response_set_header(res, "Allow", req->match.allow);
+        grace_response_writeln(res, "Method Not Allowed");
+        return;
+    default:
+        grace_response_set_status(res, 404);
+        grace_response_writeln(res, "Not Found");
+        return;
+    }
+}
+
+void grace_next(grace_request_t *req, grace_response_t *res)
+{
+    if (req->chain_pos < req->n_chain) {
+        const grace__middleware_t *m = req->chain[req->chain_pos++];
+        m->fn(req, res, m->user);
+    } else if (req->chain_pos == req->n_chain) {
+        req->chain_pos++; /* the final step runs once, however often next is called */
+        final_step(req, res);
+    }
+}
+
+void grace__request_dispatch(grace_request_t *req, grace_response_t *res)
+{
+    grace_server_t *s = grace__conn_server(req->conn);
+    req->route_status = grace__router_match(s->router, req->h.method, req->path, &req->match);
+    req->is_head = req->h.method.len == 4 && memcmp(req->h.method.ptr, "HEAD", 4) == 0;
+    req->n_chain = 0;
+    /* Global middleware is fixed before any server starts: read unlocked. */
+    for (size_t i = 0; i < grace__proc.n_global_mw; i++)
+        req->chain[req->n_chain++] = &grace__proc.global_mw[i];
+    for (size_t i = 0; i < s->n_mw; i++)
+        if (covers(&s->mw[i], req->path))
+            req->chain[req->n_chain++] = &s->mw[i];
+    req->chain_pos = 0;
+    grace_next(req, res);
+}

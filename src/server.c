@@ -1,0 +1,521 @@
+/*
+ * server.c -- named servers (process-wide singletons), their listen
+ * addresses, start / run / wait / shutdown, and signal handling.
+ *
+ * SPEC S1, S2, S4, G3, G7 (shutdown signals). Servers are created on first
+ * use by name and never freed. Configuration (ports, routes, middleware,
+ * options) happens before start and is then read-only, so workers read it
+ * without locks. Server state moves NEW -> RUNNING -> DRAINING -> STOPPED;
+ * grace__proc.mu guards the server list and the running count that
+ * grace_wait() sleeps on. Signals arrive through a self-pipe: the handler
+ * only writes the signal number; a dedicated thread reads it and acts, so
+ * nothing unsafe runs in signal context, whichever thread took the signal.
+ */
+#include "internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+grace__proc_t grace__proc = {
+    .mu = PTHREAD_MUTEX_INITIALIZER,
+    .cond = PTHREAD_COND_INITIALIZER,
+};
+
+static const grace_server_options_t default_options = {
+    .max_header_bytes = 10240,
+    .max_headers = 100,
+    .client_max_body_size = 8 * 1024 * 1024,
+    .read_timeout_ms = 60000,
+    .idle_timeout_ms = 60000,
+    .write_timeout_ms = 60000,
+    .access_log = 0,
+    .server_header = "grace",
+};
+
+grace_server_t *grace_server(const char *name)
+{
+    if (name == NULL || name[0] == '\0')
+        name = "default";
+    pthread_mutex_lock(&grace__proc.mu);
+    grace_server_t *s = grace__proc.servers;
+    for (; s; s = s->next)
+        if (strcmp(s->name, name) == 0)
+            goto out;
+    s = calloc(1, sizeof *s);
+    if (s == NULL)
+        goto out;
+    snprintf(s->name, sizeof s->name, "%s", name);
+    s->opt = default_options;
+    s->server_header = strdup(default_options.server_header);
+    s->router = grace__router_new();
+    if (s->router == NULL || s->server_header == NULL) {
+        grace__router_free(s->router);
+        free(s->server_header);
+        free(s);
+        s = NULL;
+        goto out;
+    }
+    atomic_init(&s->state, GRACE__SRV_NEW);
+    s->next = grace__proc.servers;
+    grace__proc.servers = s;
+out:
+    pthread_mutex_unlock(&grace__proc.mu);
+    return s;
+}
+
+const char *grace_server_name(const grace_server_t *s)
+{
+    return s->name;
+}
+
+static bool is_configurable(const grace_server_t *s)
+{
+    return atomic_load(&s->state) == GRACE__SRV_NEW;
+}
+
+/* Parse "8199", ":8199", "1.2.3.4:8199", "[::1]:8199" into l. */
+static int parse_address(const char *spec, grace__listener_t *l)
+{
+    char host[64] = "";
+    const char *port_s;
+    size_t len = strlen(spec);
+    if (len == 0 || len >= sizeof l->spec)
+        return GRACE_EBADADDR;
+    if (spec[0] == '[') {
+        const char *end = strchr(spec, ']');
+        if (end == NULL || end[1] != ':' || (size_t)(end - spec - 1) >= sizeof host)
+            return GRACE_EBADADDR;
+        memcpy(host, spec + 1, (size_t)(end - spec - 1));
+        host[end - spec - 1] = '\0';
+        port_s = end + 2;
+    } else {
+        const char *colon = strrchr(spec, ':');
+        if (colon == NULL) {
+            port_s = spec;
+        } else {
+            if ((size_t)(colon - spec) >= sizeof host || memchr(spec, ':', (size_t)(colon - spec)))
+                return GRACE_EBADADDR; /* bare IPv6 needs brackets */
+            memcpy(host, spec, (size_t)(colon - spec));
+            host[colon - spec] = '\0';
+            port_s = colon + 1;
+        }
+    }
+    char *endp;
+    errno = 0;
+    long port = strtol(port_s, &endp, 10);
+    if (*port_s == '\0' || *endp != '\0' || errno || port < 0 || port > 65535)
+        return GRACE_EBADADDR;
+    memset(l, 0, sizeof *l);
+    snprintf(l->spec, sizeof l->spec, "%s", spec);
+    l->kind = GRACE__EV_LISTENER;
+    l->fd = -1;
+    l->port = (int)port;
+    if (host[0] == '\0') {
+        l->all_addrs = true;
+        return 0;
+    }
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&l->addr;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&l->addr;
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)port);
+        l->addr_len = sizeof *a4;
+    } else if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        l->addr_len = sizeof *a6;
+    } else {
+        return GRACE_EBADADDR;
+    }
+    return 0;
+}
+
+int grace_server_add_address(grace_server_t *s, const char *addr)
+{
+    if (s == NULL || addr == NULL)
+        return GRACE_EINVAL;
+    if (!is_configurable(s))
+        return GRACE_ESTATE;
+    if (s->n_listeners == GRACE__MAX_LISTENERS)
+        return GRACE_ENOMEM;
+    grace__listener_t l;
+    int r = parse_address(addr, &l);
+    if (r < 0)
+        return r;
+    l.server = s;
+    s->listeners[s->n_listeners++] = l;
+    return 0;
+}
+
+int grace_server_set_ports(grace_server_t *s, const int *ports, size_t n_ports)
+{
+    if (s == NULL || (ports == NULL && n_ports > 0) || n_ports > GRACE__MAX_LISTENERS)
+        return GRACE_EINVAL;
+    if (!is_configurable(s))
+        return GRACE_ESTATE;
+    for (size_t i = 0; i < n_ports; i++)
+        if (ports[i] < 0 || ports[i] > 65535)
+            return GRACE_EINVAL;
+    s->n_listeners = 0;
+    for (size_t i = 0; i < n_ports; i++) {
+        char spec[16];
+        snprintf(spec, sizeof spec, ":%d", ports[i]);
+        int r = grace_server_add_address(s, spec);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+int grace_server_set_options(grace_server_t *s, const grace_server_options_t *o)
+{
+    if (s == NULL || o == NULL)
+        return GRACE_EINVAL;
+    if (!is_configurable(s))
+        return GRACE_ESTATE;
+    if (o->read_timeout_ms < 0 || o->idle_timeout_ms < 0 || o->write_timeout_ms < 0)
+        return GRACE_EINVAL;
+    grace_server_options_t n = *o;
+    const grace_server_options_t *d = &default_options;
+    if (!n.max_header_bytes)
+        n.max_header_bytes = d->max_header_bytes;
+    if (!n.max_headers)
+        n.max_headers = d->max_headers;
+    if (!n.client_max_body_size)
+        n.client_max_body_size = d->client_max_body_size;
+    if (!n.read_timeout_ms)
+        n.read_timeout_ms = d->read_timeout_ms;
+    if (!n.idle_timeout_ms)
+        n.idle_timeout_ms = d->idle_timeout_ms;
+    if (!n.write_timeout_ms)
+        n.write_timeout_ms = d->write_timeout_ms;
+    const char *sh = o->server_header ? o->server_header : d->server_header;
+    if (strpbrk(sh, "\r\n"))
+        return GRACE_EINVAL;
+    char *copy = strdup(sh);
+    if (copy == NULL)
+        return GRACE_ENOMEM;
+    free(s->server_header);
+    s->server_header = copy;
+    n.server_header = copy;
+    s->opt = n;
+    return 0;
+}
+
+int grace_server_bind_handler(grace_server_t *s, const char *pattern, grace_handler_cb fn,
+                              void *user)
+{
+    if (s == NULL || pattern == NULL || fn == NULL)
+        return GRACE_EINVAL;
+    if (!is_configurable(s))
+        return GRACE_ESTATE;
+    return grace__router_add(s->router, pattern, fn, user);
+}
+
+static int add_middleware(grace__middleware_t *list, size_t *n, const char *prefix,
+                          grace_middleware_cb fn, void *user)
+{
+    if (fn == NULL)
+        return GRACE_EINVAL;
+    if (*n == GRACE__MAX_MIDDLEWARE)
+        return GRACE_ENOMEM;
+    grace__middleware_t m = {NULL, 0, fn, user};
+    if (prefix && strcmp(prefix, "/") != 0) {
+        if (prefix[0] != '/')
+            return GRACE_EINVAL;
+        size_t len = strlen(prefix);
+        while (len > 1 && prefix[len - 1] == '/')
+            len--; /* "/admin/" covers the same paths as "/admin" */
+        char *copy = strndup(prefix, len);
+        if (copy == NULL)
+            return GRACE_ENOMEM;
+        m.prefix = copy;
+        m.prefix_len = len;
+    }
+    list[(*n)++] = m;
+    return 0;
+}
+
+int grace_server_use(grace_server_t *s, const char *prefix, grace_middleware_cb fn, void *user)
+{
+    if (s == NULL)
+        return GRACE_EINVAL;
+    if (!is_configurable(s))
+        return GRACE_ESTATE;
+    return add_middleware(s->mw, &s->n_mw, prefix, fn, user);
+}
+
+int grace_use_global(grace_middleware_cb fn, void *user)
+{
+    pthread_mutex_lock(&grace__proc.mu);
+    int r = add_middleware(grace__proc.global_mw, &grace__proc.n_global_mw, NULL, fn, user);
+    pthread_mutex_unlock(&grace__proc.mu);
+    return r;
+}
+
+/* ---- Listening ------------------------------------------------------------ */
+
+static int open_listener(grace__listener_t *l)
+{
+    int fd = -1, r, one = 1;
+    if (l->all_addrs) {
+        /* ":port" means every address: one dual-stack IPv6 socket, or IPv4
+         * alone on hosts without IPv6. */
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&l->addr;
+        memset(&l->addr, 0, sizeof l->addr);
+        a6->sin6_family = AF_INET6;
+        a6->sin6_addr = in6addr_any;
+        a6->sin6_port = htons((uint16_t)l->port);
+        l->addr_len = sizeof *a6;
+        fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd >= 0) {
+            int zero = 0;
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+        } else {
+            struct sockaddr_in *a4 = (struct sockaddr_in *)&l->addr;
+            memset(&l->addr, 0, sizeof l->addr);
+            a4->sin_family = AF_INET;
+            a4->sin_addr.s_addr = htonl(INADDR_ANY);
+            a4->sin_port = htons((uint16_t)l->port);
+            l->addr_len = sizeof *a4;
+        }
+    }
+    if (fd < 0)
+        fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    /* SO_REUSEADDR only lets us bind over TIME_WAIT leftovers; grace never
+     * uses SO_REUSEPORT (a closing member of a reuseport group resets the
+     * connections queued on it). */
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&l->addr, l->addr_len) < 0 || listen(fd, 4096) < 0) {
+        r = -errno;
+        close(fd);
+        return r;
+    }
+    struct sockaddr_storage got;
+    socklen_t got_len = sizeof got;
+    if (getsockname(fd, (struct sockaddr *)&got, &got_len) == 0)
+        l->port = ntohs(got.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&got)->sin6_port
+                                                  : ((struct sockaddr_in *)&got)->sin_port);
+    if (l->all_addrs) {
+        snprintf(l->shown, sizeof l->shown, ":%d", l->port);
+    } else {
+        char host[INET6_ADDRSTRLEN];
+        const void *a = l->addr.ss_family == AF_INET6
+                            ? (const void *)&((struct sockaddr_in6 *)&l->addr)->sin6_addr
+                            : (const void *)&((struct sockaddr_in *)&l->addr)->sin_addr;
+        inet_ntop(l->addr.ss_family, a, host, sizeof host);
+        snprintf(l->shown, sizeof l->shown, l->addr.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d",
+                 host, l->port);
+    }
+    l->fd = fd;
+    return 0;
+}
+
+static int start_signals(void);
+
+int grace_server_start(grace_server_t *s)
+{
+    if (s == NULL)
+        return GRACE_EINVAL;
+    if (s->n_listeners == 0)
+        return GRACE_ENOLISTEN;
+    int expected = GRACE__SRV_NEW;
+    if (!atomic_compare_exchange_strong(&s->state, &expected, GRACE__SRV_RUNNING))
+        return GRACE_ESTATE;
+    int r = grace__engine_start();
+    if (r == 0)
+        r = start_signals();
+    size_t opened = 0;
+    for (; r == 0 && opened < s->n_listeners; opened++)
+        r = open_listener(&s->listeners[opened]);
+    if (r < 0) {
+        /* Listen on all addresses or none: a half-started server would hide
+         * the error behind a port that works. */
+        for (size_t i = 0; i < opened; i++) {
+            if (s->listeners[i].fd >= 0) {
+                close(s->listeners[i].fd);
+                s->listeners[i].fd = -1;
+            }
+        }
+        atomic_store(&s->state, GRACE__SRV_NEW);
+        return r;
+    }
+    pthread_mutex_lock(&grace__proc.mu);
+    grace__proc.n_running++;
+    pthread_mutex_unlock(&grace__proc.mu);
+    for (size_t i = 0; i < s->n_listeners; i++) {
+        grace__engine_add_listener(&s->listeners[i]);
+        grace_log("http server started listening on [%s]", s->listeners[i].shown);
+    }
+    return 0;
+}
+
+int grace_server_run(grace_server_t *s)
+{
+    int r = grace_server_start(s);
+    if (r < 0)
+        return r;
+    grace_wait();
+    return 0;
+}
+
+size_t grace_server_ports(const grace_server_t *s, int *ports, size_t cap)
+{
+    for (size_t i = 0; i < s->n_listeners && i < cap; i++)
+        ports[i] = s->listeners[i].port;
+    return s->n_listeners;
+}
+
+bool grace_server_is_running(const grace_server_t *s)
+{
+    int st = atomic_load(&s->state);
+    return st == GRACE__SRV_RUNNING || st == GRACE__SRV_DRAINING;
+}
+
+int grace_server_shutdown(grace_server_t *s)
+{
+    if (s == NULL)
+        return GRACE_EINVAL;
+    int expected = GRACE__SRV_RUNNING;
+    if (!atomic_compare_exchange_strong(&s->state, &expected, GRACE__SRV_DRAINING))
+        return expected == GRACE__SRV_NEW ? GRACE_ESTATE : 0; /* already going down */
+    grace__engine_drain_server(s);
+    return 0;
+}
+
+void grace_shutdown_all(void)
+{
+    pthread_mutex_lock(&grace__proc.mu);
+    bool any = false;
+    for (grace_server_t *s = grace__proc.servers; s; s = s->next)
+        any |= atomic_load(&s->state) == GRACE__SRV_RUNNING;
+    pthread_mutex_unlock(&grace__proc.mu);
+    if (any)
+        grace_log("server shutting down");
+    /* The list only grows, at its head, so walking it unlocked is safe. */
+    pthread_mutex_lock(&grace__proc.mu);
+    grace_server_t *head = grace__proc.servers;
+    pthread_mutex_unlock(&grace__proc.mu);
+    for (grace_server_t *s = head; s; s = s->next)
+        grace_server_shutdown(s);
+}
+
+/* A server is down when its listeners are closed in every loop and its last
+ * connection is gone; both paths call here and the state CAS picks one. */
+static void maybe_stopped(grace_server_t *s)
+{
+    if (atomic_load(&s->state) != GRACE__SRV_DRAINING || !atomic_load(&s->listeners_closed) ||
+        atomic_load(&s->n_conns) != 0)
+        return;
+    int expected = GRACE__SRV_DRAINING;
+    if (!atomic_compare_exchange_strong(&s->state, &expected, GRACE__SRV_STOPPED))
+        return;
+    pthread_mutex_lock(&grace__proc.mu);
+    bool last = --grace__proc.n_running == 0;
+    if (last)
+        grace_log("all servers shutdown");
+    pthread_cond_broadcast(&grace__proc.cond);
+    pthread_mutex_unlock(&grace__proc.mu);
+}
+
+void grace__server_conn_closed(grace_server_t *s)
+{
+    maybe_stopped(s);
+}
+
+void grace__server_listeners_released(grace_server_t *s)
+{
+    maybe_stopped(s);
+}
+
+void grace_wait(void)
+{
+    pthread_mutex_lock(&grace__proc.mu);
+    while (grace__proc.n_running > 0)
+        pthread_cond_wait(&grace__proc.cond, &grace__proc.mu);
+    pthread_mutex_unlock(&grace__proc.mu);
+}
+
+/* ---- Signals -------------------------------------------------------------- */
+
+static int signal_pipe[2] = {-1, -1};
+
+static void on_signal(int sig)
+{
+    int saved = errno;
+    unsigned char b = (unsigned char)sig;
+    ssize_t w = write(signal_pipe[1], &b, 1); /* full pipe: the signal is already pending */
+    (void)w;
+    errno = saved;
+}
+
+static void *signal_thread(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        unsigned char b;
+        ssize_t n = read(signal_pipe[0], &b, 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return NULL;
+        switch (b) {
+        case SIGINT:
+        case SIGQUIT:
+        case SIGHUP:
+        case SIGTERM:
+            grace_log("received signal %d (%s): graceful shutdown", b, strsignal(b));
+            grace_shutdown_all();
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+static pthread_once_t signals_once = PTHREAD_ONCE_INIT;
+static int signals_err;
+
+static void init_signals(void)
+{
+    if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+        signals_err = -errno;
+        return;
+    }
+    /* The reading end blocks in the signal thread; only the writer must
+     * never block. */
+    fcntl(signal_pipe[0], F_SETFL, 0);
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int r = pthread_create(&t, &attr, signal_thread, NULL);
+    pthread_attr_destroy(&attr);
+    if (r != 0) {
+        signals_err = -r;
+        return;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    const int sigs[] = {SIGINT, SIGQUIT, SIGHUP, SIGTERM, SIGUSR1, SIGUSR2};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        sigaction(sigs[i], &sa, NULL);
+}
+
+static int start_signals(void)
+{
+    pthread_once(&signals_once, init_signals);
+    return signals_err;
+}

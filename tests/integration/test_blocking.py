@@ -1,0 +1,63 @@
+"""Blocking handlers never stall the server (SPEC S3): with 50 /sleep
+requests sleeping in their handlers, /pid still answers at once."""
+
+import threading
+import time
+
+from conftest import RawConn, http, simple_get
+
+SLEEPERS = 50
+SLEEP_MS = 5000
+
+
+def test_fifty_sleepers_do_not_block_pid(servers):
+    srv = servers.start("basic", "--port", "0", "--sleep-ms", str(SLEEP_MS))
+    expected = f"{srv.pid}\n{srv.pid}\n".encode()
+
+    sent = threading.Semaphore(0)
+    done = []  # (index, status, body) or (index, exception)
+    done_lock = threading.Lock()
+
+    def sleeper(i):
+        try:
+            with RawConn(srv.port, timeout=10) as c:
+                c.send(simple_get("/sleep"))
+                sent.release()
+                # 50 sleepers may run in a few rounds if grace caps its
+                # worker threads; the bound leaves room for that.
+                r = c.read_response(timeout=120)
+                res = (i, r.status, r.body)
+        except Exception as e:  # noqa: BLE001 - reported below
+            sent.release()
+            res = (i, e)
+        with done_lock:
+            done.append(res)
+
+    threads = [threading.Thread(target=sleeper, args=(i,), daemon=True) for i in range(SLEEPERS)]
+    for t in threads:
+        t.start()
+    for _ in range(SLEEPERS):
+        assert sent.acquire(timeout=20), "could not send all /sleep requests"
+    with done_lock:
+        assert not done, f"a sleeper ended before /pid was asked: {done[:3]}"
+
+    # Give the server a moment to take the 50 requests into their handlers
+    # (nothing a client can see tells when they are in); this is not an
+    # assertion, the checks below hold whatever the delay.
+    time.sleep(0.5)
+
+    r = http("GET", srv.url("/pid"), timeout=5)
+    with done_lock:
+        finished_before_pid = list(done)
+    assert r.status_code == 200
+    assert r.content == f"{srv.pid}\n".encode()
+    # /pid was answered while the sleepers were still sleeping: it did not
+    # queue behind them.
+    assert not finished_before_pid, f"/pid answered only after sleepers ended: {finished_before_pid[:3]}"
+
+    for t in threads:
+        t.join(timeout=150)
+    assert not any(t.is_alive() for t in threads), "sleepers still running"
+    assert len(done) == SLEEPERS
+    bad = [d for d in done if len(d) != 3 or d[1] != 200 or d[2] != expected]
+    assert not bad, f"{len(bad)} bad /sleep answers, e.g. {bad[:3]}"
