@@ -477,6 +477,7 @@ static void *signal_thread(void *arg)
             grace_shutdown_all();
             break;
         default:
+            grace_log("received signal %d (%s): ignored", b, strsignal(b));
             break;
         }
     }

@@ -669,6 +669,8 @@ static void loop_run(grace__loop_t *L)
     for (;;) {
         if (L->idx >= L->n_events) {
             maintenance(L);
+            if (self->lost)
+                return;
             int n = epoll_wait(L->epfd, L->events, BATCH, loop_timeout(L));
             if (n < 0) {
                 if (errno != EINTR)

@@ -136,7 +136,7 @@ class Server:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def signal(self, sig):
+    def send_signal(self, sig):
         """Send sig to this process (by PID, and only if not yet reaped)."""
         if self.proc.poll() is None:
             self.proc.send_signal(sig)

@@ -66,7 +66,7 @@ def test_startup_log_line_shape_and_pid(servers):
 def test_sigterm_shuts_down_cleanly(servers):
     srv = servers.start("basic", "--port", "0")
     assert http("GET", srv.url("/pid")).status_code == 200
-    srv.signal(signal.SIGTERM)
+    srv.send_signal(signal.SIGTERM)
     code = srv.wait_exit(timeout=15)
     assert code == 0, f"exit code {code}\n{srv.stderr()}"
     text = srv.lines

@@ -31,7 +31,7 @@ def test_sigterm_shuts_all_servers_down(servers):
     srv = start_multi(servers)
     for i in range(4):
         assert http("GET", srv.url("/", i)).status_code == 200
-    srv.signal(signal.SIGTERM)
+    srv.send_signal(signal.SIGTERM)
     code = srv.wait_exit(timeout=15)
     assert code == 0, f"exit code {code}\n{srv.stderr()}"
     assert any("server shutting down" in l for l in srv.lines), srv.stderr()

@@ -69,7 +69,7 @@ def test_in_flight_request_finishes_after_sigterm(servers):
         time.sleep(0.5)
         assert not sleeper_done.is_set(), result
 
-        srv.signal(signal.SIGTERM)
+        srv.send_signal(signal.SIGTERM)
 
         # The idle connection is closed at once, not after the drain.
         extra = idle.wait_closed(timeout=10)
@@ -102,7 +102,7 @@ def test_shutdown_with_nothing_in_flight_is_prompt(servers):
     with RawConn(srv.port) as c:  # an idle keep-alive connection must not hold it up
         c.send(simple_get("/"))
         assert c.read_response().status == 200
-        srv.signal(signal.SIGTERM)
+        srv.send_signal(signal.SIGTERM)
         c.wait_closed(timeout=10)
     assert srv.wait_exit(timeout=10) == 0, srv.stderr()
 
@@ -111,7 +111,7 @@ def test_shutdown_with_nothing_in_flight_is_prompt(servers):
 def test_other_shutdown_signals(servers, sig):
     srv = servers.start("basic", "--port", "0")
     assert http("GET", srv.url("/pid")).status_code == 200
-    srv.signal(sig)
+    srv.send_signal(sig)
     code = srv.wait_exit(timeout=15)
     assert code == 0, f"exit code {code} after {sig.name}\n{srv.stderr()}"
     assert any("all servers shutdown" in l for l in srv.lines), srv.stderr()
