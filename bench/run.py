@@ -11,7 +11,8 @@ nginx, against the same wrk command; per run the script records
   * user+sys CPU seconds used by the server's whole process tree
     (/proc/PID/stat utime+stime of the main PID and all its descendants,
     read before and after the run),
-  * RSS of the process tree (sum of VmRSS) sampled after the run,
+  * RSS of the process tree (sum of VmRSS) sampled after the run, and PSS
+    (sum of Pss from smaps_rollup: shared pages counted once in total),
 
 and prints medians over the rounds and the ratios grace/nginx.  It never
 asserts on performance: the exit status is non-zero only if a server failed
@@ -162,6 +163,52 @@ def tree_rss_kib(root):
             with open("/proc/%d/status" % pid) as f:
                 for line in f:
                     if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            pass
+    return total
+
+
+def tree_ctx_switches(root):
+    """Voluntary + involuntary context switches of every thread of the tree."""
+    total = 0
+    for pid in tree(root):
+        try:
+            tids = os.listdir("/proc/%d/task" % pid)
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                    for line in f:
+                        if line.startswith(("voluntary_ctxt_switches:",
+                                            "nonvoluntary_ctxt_switches:")):
+                            total += int(line.split()[1])
+            except OSError:
+                pass
+    return total
+
+
+def tree_threads(root):
+    n = 0
+    for pid in tree(root):
+        try:
+            n += len(os.listdir("/proc/%d/task" % pid))
+        except OSError:
+            pass
+    return n
+
+
+def tree_pss_kib(root):
+    """Proportional set size of the tree: shared pages are split between the
+    processes sharing them, so nginx's master+workers are not counted 3 times."""
+    total = 0
+    for pid in tree(root):
+        try:
+            with open("/proc/%d/smaps_rollup" % pid) as f:
+                for line in f:
+                    if line.startswith("Pss:"):
                         total += int(line.split()[1])
                         break
         except OSError:
@@ -446,14 +493,19 @@ def measure(ctx, server, wrk_extra=()):
     server.check_alive()
     cmd = wrk_cmd(ctx, server.port, ctx.args.duration, wrk_extra)
     nproc_before = len(tree(server.pid))
+    cs0 = tree_ctx_switches(server.pid)
     cpu0 = tree_cpu_seconds(server.pid)
     r, raw = run_wrk(ctx, cmd, ctx.args.duration)
     cpu1 = tree_cpu_seconds(server.pid)
+    cs1 = tree_ctx_switches(server.pid)
     server.check_alive()
     r["rss_mib"] = tree_rss_kib(server.pid) / 1024.0
+    r["pss_mib"] = tree_pss_kib(server.pid) / 1024.0
     r["cpu_s"] = cpu1 - cpu0
     r["req_per_cpu_s"] = r["requests"] / r["cpu_s"] if r["cpu_s"] > 0 else None
     r["processes"] = max(nproc_before, len(tree(server.pid)))
+    r["threads"] = tree_threads(server.pid)
+    r["ctxsw_per_req"] = (cs1 - cs0) / r["requests"] if r["requests"] else None
     if ctx.args.verbose:
         log("wrk output:\n" + raw)
     return r
@@ -535,10 +587,12 @@ METRICS = [  # key, label, format, note on the ratio
     ("rps", "requests/s", "%.0f", "higher is better"),
     ("p99_ms", "p99 latency (ms)", "%.3f", "lower is better"),
     ("rss_mib", "RSS (MiB)", "%.1f", "lower is better"),
+    ("pss_mib", "PSS (MiB)", "%.1f", "lower is better"),
     ("cpu_s", "server CPU-seconds", "%.2f", ""),
     ("req_per_cpu_s", "requests/CPU-second", "%.0f", "higher is better"),
+    ("ctxsw_per_req", "context switches/req", "%.3f", ""),
 ]
-RATIO_KEYS = ("rps", "req_per_cpu_s", "p99_ms", "rss_mib")
+RATIO_KEYS = ("rps", "req_per_cpu_s", "p99_ms", "rss_mib", "pss_mib")
 
 
 def median(values):
@@ -617,8 +671,15 @@ def ratio(a, b):
 
 # ---------------------------------------------------------------- perf
 
-def perf_profile(ctx, server, outpath):
-    """perf record -g on the server tree for one duration under keep-alive load."""
+def _perf_lines(text, n=None, keep=lambda l: True):
+    out = [re.sub(r"(\s+-)+\s*$", "", l.rstrip())
+           for l in text.splitlines() if l.strip() and not l.startswith("#")]
+    out = [l for l in out if keep(l)]
+    return out[:n] if n else out
+
+
+def perf_profile(ctx, server, outpath, scenario):
+    """perf record -g on the server tree for --duration seconds under `scenario`'s load."""
     perf = which("perf")
     if not perf:
         log("perf not found (apt-get install linux-perf); skipping profile")
@@ -635,7 +696,7 @@ def perf_profile(ctx, server, outpath):
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(0.3)
-        cmd = wrk_cmd(ctx, server.port, dur, ())
+        cmd = wrk_cmd(ctx, server.port, dur, scenario.wrk_extra)
         r, _ = run_wrk(ctx, cmd, dur)
         _, err = rec.communicate(timeout=dur + 60)
     finally:
@@ -645,23 +706,31 @@ def perf_profile(ctx, server, outpath):
     if rec.returncode != 0:
         log("perf record failed: " + err.strip())
         return None
-    flat = subprocess.run([perf, "report", "-i", data, "--stdio", "--no-children",
-                           "-g", "none", "--sort", "dso,symbol"],
-                          capture_output=True, text=True).stdout
-    full = subprocess.run([perf, "report", "-i", data, "--stdio", "--no-children"],
-                          capture_output=True, text=True).stdout
+
+    def report(*extra):
+        return subprocess.run([perf, "report", "-i", data, "--stdio", "--no-children"]
+                              + list(extra), capture_output=True, text=True).stdout
+
+    flat = report("-g", "none", "--sort", "dso,symbol")
+    by_dso = report("-g", "none", "--sort", "dso")
+    full = report()
     event = re.search(r"of event '([^']+)'", flat)
-    top = [re.sub(r"(\s+-)+\s*$", "", l.rstrip())
-           for l in flat.splitlines() if l.strip() and not l.startswith("#")][:10]
+    top = _perf_lines(flat, 10)
+    dsos = _perf_lines(by_dso, 10)
+    user = _perf_lines(flat, 10, keep=lambda l: "[k]" not in l)
+    wrk_shown = " ".join(shlex.quote(c) for c in cmd)
     with open(outpath, "w") as f:
-        f.write("# perf record -g -p <%s tree> during %s (%.0f req/s)\n"
-                % (server.name, " ".join(cmd), r["rps"]))
-        f.write("# top symbols (perf report --stdio --no-children -g none --sort dso,symbol)\n")
-        f.write("\n".join(top) + "\n\n")
+        f.write("# perf record -g -p <%s process tree> during %s (%.0f req/s; event %s)\n"
+                % (server.name, wrk_shown, r["rps"], event.group(1) if event else "?"))
+        f.write("\n# top symbols (perf report --stdio --no-children -g none --sort dso,symbol)\n")
+        f.write("\n".join(top) + "\n")
+        f.write("\n# by shared object (--sort dso)\n" + "\n".join(dsos) + "\n")
+        f.write("\n# top user-space symbols\n" + "\n".join(user) + "\n\n")
         f.write(full)
     log("perf profile written to " + outpath)
-    return {"event": event.group(1) if event else None, "rps": r["rps"], "top": top,
-            "command": " ".join(cmd)}
+    return {"scenario": scenario.name, "event": event.group(1) if event else None,
+            "rps": r["rps"], "top": top, "by_dso": dsos, "top_user": user,
+            "command": wrk_shown}
 
 
 # ---------------------------------------------------------------- main
@@ -695,9 +764,11 @@ def parse_args(argv):
     p.add_argument("--markdown", metavar="FILE",
                    help="also write the machine and result tables as Markdown")
     p.add_argument("--perf", metavar="FILE",
-                   help="after the runs, perf record -g grace under keep-alive load for "
-                        "--duration seconds and write the report to FILE")
+                   help="after the runs, perf record -g grace under load (--perf-scenario) "
+                        "for --duration seconds and write the report to FILE")
     p.add_argument("--perf-only", action="store_true", help="skip the benchmark (with --perf)")
+    p.add_argument("--perf-scenario", default="http-keepalive",
+                   choices=[s.name for s in SCENARIOS], help="load used for --perf")
     p.add_argument("--verbose", "-v", action="store_true", help="show raw wrk output")
     # testing the harness: "nginx" = a second nginx; else a command, {port} = a free port
     p.add_argument("--grace-cmd", help=argparse.SUPPRESS)
@@ -767,11 +838,15 @@ def run(args):
         if not args.perf_only:
             print_report(report)
         if args.perf:
-            report["perf"] = perf_profile(ctx, grace, args.perf)
-            if report["perf"]:
-                print("\nperf (%s), top symbols of %s under load:"
-                      % (report["perf"]["event"], grace.name))
-                print("\n".join(report["perf"]["top"]))
+            known = {sc.name: sc for sc in SCENARIOS}
+            pf = report["perf"] = perf_profile(ctx, grace, args.perf,
+                                                known[args.perf_scenario])
+            if pf:
+                print("\nperf (%s) of %s under %s load (%.0f req/s), top symbols:"
+                      % (pf["event"], grace.name, pf["scenario"], pf["rps"]))
+                print("\n".join(pf["top"]))
+                print("by shared object:\n" + "\n".join(pf["by_dso"]))
+                print("top user-space symbols:\n" + "\n".join(pf["top_user"]))
         if args.markdown:
             with open(args.markdown, "w") as f:
                 f.write(markdown_tables(report))

@@ -74,6 +74,58 @@ static inline bool is_ows(char c)
     return c == ' ' || c == '\t';
 }
 
+/* Word-at-a-time skipping over the long runs (target, field values). A
+ * 64-bit load is tested with the classic "has a byte less than n" and "has a
+ * zero byte" tricks (both exact for "any"); a word that might hold a byte
+ * ending the run is left to the byte loop after it, so these only ever
+ * return early, never wrong. Loads stay within [p, end). */
+#define ONES_ UINT64_C(0x0101010101010101)
+#define HIGHS_ UINT64_C(0x8080808080808080)
+
+static inline uint64_t load64(const char *p)
+{
+    uint64_t x;
+    memcpy(&x, p, sizeof x);
+    return x;
+}
+
+static inline bool has_less(uint64_t x, unsigned n)
+{
+    return ((x - ONES_ * n) & ~x & HIGHS_) != 0;
+}
+
+static inline bool has_byte(uint64_t x, unsigned b)
+{
+    return has_less(x ^ (ONES_ * b), 1);
+}
+
+/* Skip bytes 0x20-0x7E and 0x80-0xFF (field-value minus HTAB). */
+static inline const char *skip_value_words(const char *p, const char *end)
+{
+    while (end - p >= 8) {
+        const uint64_t x = load64(p);
+        if (has_less(x, 0x20) || has_byte(x, 0x7f))
+            break;
+        p += 8;
+    }
+    return p;
+}
+
+/* Skip bytes 0x21-0x7E (request-target). */
+static inline const char *skip_target_words(const char *p, const char *end)
+{
+    while (end - p >= 8) {
+        const uint64_t x = load64(p);
+        if ((x & HIGHS_) || has_less(x, 0x21) || has_byte(x, 0x7f))
+            break;
+        p += 8;
+    }
+    return p;
+}
+
+#undef HIGHS_
+#undef ONES_
+
 /* Value of a byte already known to be a HEXDIG. */
 static inline unsigned hex_value(char c)
 {
@@ -227,6 +279,7 @@ static int parse_request_line(const char **pp, const char *end, grace__http_requ
     req->method = (grace_str_t){method, (size_t)(p - method)};
 
     const char *const target = ++p;
+    p = skip_target_words(p, end);
     while (p < end && is_class(*p, C_TARGET))
         p++;
     if (p == end)
@@ -262,10 +315,10 @@ static int parse_request_line(const char **pp, const char *end, grace__http_requ
 
 /* What the header fields seen so far imply; finished by finish_head(). */
 typedef struct {
-    bool te_seen;        /* a Transfer-Encoding field was present */
-    bool te_other;       /* some coding other than chunked */
+    bool te_seen;         /* a Transfer-Encoding field was present */
+    bool te_other;        /* some coding other than chunked */
     bool te_last_chunked; /* the last coding so far is chunked */
-    unsigned te_chunked; /* how many times chunked was listed */
+    unsigned te_chunked;  /* how many times chunked was listed */
     bool conn_close;
     bool conn_keep_alive;
 } derived_t;
@@ -409,6 +462,10 @@ static int parse_headers(const char **pp, const char *end, size_t cap, grace__ht
             *pp = p + 2;
             return 1;
         }
+        /* One field too many fails at its first byte, not once it is
+         * complete, so a stream of fields cannot keep the connection busy. */
+        if (req->n_headers == cap && is_class(*p, C_TCHAR))
+            return -431;
         /* A leading SP/HTAB is obs-fold (or whitespace before the first
          * field, RFC 9112 2.2); both are refused along with bare LF here. */
         const char *const name = p;
@@ -418,14 +475,13 @@ static int parse_headers(const char **pp, const char *end, size_t cap, grace__ht
             return 0;
         if (p == name || *p != ':')
             return -400;
-        if (req->n_headers == cap)
-            return -431;
         const size_t name_len = (size_t)(p - name);
 
         p++;
         while (p < end && is_ows(*p))
             p++;
         const char *const value = p;
+        p = skip_value_words(p, end);
         while (p < end && is_class(*p, C_VALUE))
             p++;
         if (p == end)
@@ -716,7 +772,7 @@ malformed:
     return -1;
 }
 
-/* ---- Percent-decoding and reason phrases ------------------------------------ */
+/* ---- Percent-decoding and reason phrases ---------------------------------- */
 
 ssize_t grace__url_decode(char *dst, const char *src, size_t len, bool plus_is_space)
 {
@@ -739,8 +795,12 @@ ssize_t grace__url_decode(char *dst, const char *src, size_t len, bool plus_is_s
     return (ssize_t)w;
 }
 
+/* Reason phrases of RFC 9110 section 15 plus a few registered extensions
+ * (IANA registry). A switch compiles to a jump table; clang-format is off
+ * only to keep it one line per code. */
 const char *grace__status_text(int status)
 {
+    /* clang-format off */
     switch (status) {
     case 100: return "Continue";
     case 101: return "Switching Protocols";
@@ -806,4 +866,5 @@ const char *grace__status_text(int status)
     case 511: return "Network Authentication Required";
     default: return "Unknown";
     }
+    /* clang-format on */
 }

@@ -81,6 +81,7 @@ struct grace__conn {
     grace__buf_t in, out;
     size_t out_off;
     size_t head_len, body_len; /* body_len: decoded body bytes so far */
+    const char *head_base;     /* in.ptr when the head was parsed */
     grace__chunked_t chunked;
     int64_t req_start_ms, deadline_ms;
     grace__arena_t arena;
@@ -234,6 +235,15 @@ static void run_request(grace__conn_t *c, size_t consumed)
 {
     grace_request_t *req = &c->req;
     grace_response_t *res = &c->res;
+    if (c->in.ptr != c->head_base) {
+        /* The buffer moved while the body was read: the head's views point
+         * into the old memory. Parsing the same bytes again is cheaper and
+         * safer than rebasing every pointer. */
+        req->h.headers = c->headers;
+        req->h.n_headers = c->server->opt.max_headers;
+        grace__http_parse_request(c->in.ptr, c->head_len, c->server->opt.max_header_bytes,
+                                  &req->h);
+    }
     grace__http_request_t h = req->h;
     memset(req, 0, sizeof *req);
     req->h = h;
@@ -315,6 +325,7 @@ static int try_request(grace__conn_t *c)
             return REQ_DONE;
         }
         c->head_len = (size_t)r;
+        c->head_base = c->in.ptr;
         c->body_len = 0;
         const grace__http_request_t *h = &c->req.h;
         if (h->chunked) {

@@ -257,6 +257,52 @@ class ServerPool:
             pytest.fail("server teardown:\n" + "\n\n".join(probs), pytrace=False)
 
 
+class SharedServer:
+    """A server shared by the tests of a module (started on first use). If
+    it dies during a test, that test fails at teardown with the server's
+    stderr, and the next test gets a fresh server: one crash is reported
+    once, where it happened, instead of failing every later test."""
+
+    def __init__(self, pool, name, *args, n_ports=1):
+        self.pool = pool
+        self.name = name
+        self.args = args
+        self.n_ports = n_ports
+        self.current = None
+
+    def get(self):
+        if self.current is None or not self.current.running():
+            self.current = self.pool.start(self.name, *self.args, n_ports=self.n_ports)
+        return self.current
+
+    def check_alive(self):
+        srv = self.current
+        if srv is None:
+            return
+        if srv.running():
+            # A sanitizer report takes a moment to print before the process
+            # dies: probe with a request so that a crash is blamed on the
+            # test that caused it, not on the next one.
+            try:
+                with RawConn(srv.port, timeout=5) as c:
+                    c.send(b"GET /__alive HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    c.read_response(timeout=5)
+                return
+            except (OSError, AssertionError):
+                if srv.wait_exit(timeout=10) is None:
+                    srv.lines.append("[harness] liveness probe failed; server still running")
+        srv.kill_and_reap()
+        self.current = None
+        self.pool.servers.remove(srv)
+        probs = srv.problems() or [f"{srv.name} exited with {srv.returncode}"]
+        pytest.fail(
+            f"shared {srv.name} server died during this test: "
+            + "; ".join(probs)
+            + f"\nstderr of {srv.name}:\n{srv.stderr()}",
+            pytrace=False,
+        )
+
+
 @pytest.fixture
 def servers():
     """Start example servers for one test: servers.start("basic", "--port", "0")."""

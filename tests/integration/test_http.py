@@ -12,17 +12,16 @@ import time
 
 import pytest
 
-from conftest import HOST, RawConn, http, simple_get
+from conftest import HOST, RawConn, SharedServer, http, simple_get
 
 MAX_BODY = 1024
 MAX_HEADER_BYTES = 4096
 
 
 @pytest.fixture(scope="module")
-def echo(module_servers):
-    """One echo server with small limits, shared by the tests below that do
-    not need their own timeouts."""
-    return module_servers.start(
+def shared_echo(module_servers):
+    return SharedServer(
+        module_servers,
         "echo",
         "--port",
         "0",
@@ -31,6 +30,14 @@ def echo(module_servers):
         "--max-header-bytes",
         str(MAX_HEADER_BYTES),
     )
+
+
+@pytest.fixture
+def echo(shared_echo):
+    """One echo server with small limits, shared by the tests below that do
+    not need their own timeouts (restarted if a test made it die)."""
+    yield shared_echo.get()
+    shared_echo.check_alive()
 
 
 def parsed(resp):

@@ -8,12 +8,18 @@
 
 import pytest
 
-from conftest import RawConn, http, simple_get
+from conftest import RawConn, SharedServer, http, simple_get
 
 
 @pytest.fixture(scope="module")
-def routes(module_servers):
-    return module_servers.start("routes", "--port", "0")
+def shared_routes(module_servers):
+    return SharedServer(module_servers, "routes", "--port", "0")
+
+
+@pytest.fixture
+def routes(shared_routes):
+    yield shared_routes.get()
+    shared_routes.check_alive()
 
 
 def get(srv, path, method="GET", **kw):

@@ -75,115 +75,306 @@ typedef struct {
 #define GET11(t) "GET " t " HTTP/1.1\r\nHost: a\r\n\r\n"
 
 static const valid_case_t valid_cases[] = {
-    {.head = GET11("/"), .method = "GET", .target = "/", .path = "/", .minor = 1,
-     .content_length = -1, .keep_alive = true, .has_host = true, .headers = "Host|a"},
+    {.head = GET11("/"),
+     .method = "GET",
+     .target = "/",
+     .path = "/",
+     .minor = 1,
+     .content_length = -1,
+     .keep_alive = true,
+     .has_host = true,
+     .headers = "Host|a"},
     {.head = "POST /submit?x=1&y=2 HTTP/1.1\r\nHost: example.com:8080\r\n"
              "Content-Length: 5\r\n\r\n",
-     .body = "hello", .method = "POST", .target = "/submit?x=1&y=2", .path = "/submit",
-     .query = "x=1&y=2", .minor = 1, .content_length = 5, .keep_alive = true, .has_host = true,
+     .body = "hello",
+     .method = "POST",
+     .target = "/submit?x=1&y=2",
+     .path = "/submit",
+     .query = "x=1&y=2",
+     .minor = 1,
+     .content_length = 5,
+     .keep_alive = true,
+     .has_host = true,
      .headers = "Host|example.com:8080\nContent-Length|5"},
-    {.head = "GET /index.html HTTP/1.0\r\n\r\n", .body = "GET / HTTP/1.0\r\n\r\n",
-     .method = "GET", .target = "/index.html", .path = "/index.html", .minor = 0,
-     .content_length = -1, .headers = ""},
-    {.head = "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", .method = "GET", .target = "/",
-     .path = "/", .minor = 0, .content_length = -1, .keep_alive = true,
+    {.head = "GET /index.html HTTP/1.0\r\n\r\n",
+     .body = "GET / HTTP/1.0\r\n\r\n",
+     .method = "GET",
+     .target = "/index.html",
+     .path = "/index.html",
+     .minor = 0,
+     .content_length = -1,
+     .headers = ""},
+    {.head = "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n",
+     .method = "GET",
+     .target = "/",
+     .path = "/",
+     .minor = 0,
+     .content_length = -1,
+     .keep_alive = true,
      .headers = "Connection|Keep-Alive"},
-    {.head = "GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n", .method = "GET",
-     .target = "/", .path = "/", .minor = 0, .content_length = -1,
+    {.head = "GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n",
+     .method = "GET",
+     .target = "/",
+     .path = "/",
+     .minor = 0,
+     .content_length = -1,
      .headers = "Connection|keep-alive, close"},
-    {.head = "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", .method = "GET",
-     .target = "/", .path = "/", .minor = 1, .content_length = -1, .has_host = true,
+    {.head = "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+     .method = "GET",
+     .target = "/",
+     .path = "/",
+     .minor = 1,
+     .content_length = -1,
+     .has_host = true,
      .headers = "Host|a\nConnection|close"},
     {.head = "GET / HTTP/1.1\r\nConnection: Upgrade, , CLOSE\r\nHost: a\r\n\r\n",
-     .method = "GET", .target = "/", .path = "/", .minor = 1, .content_length = -1,
-     .has_host = true, .headers = "Connection|Upgrade, , CLOSE\nHost|a"},
+     .method = "GET",
+     .target = "/",
+     .path = "/",
+     .minor = 1,
+     .content_length = -1,
+     .has_host = true,
+     .headers = "Connection|Upgrade, , CLOSE\nHost|a"},
     {.head = "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\nConnection: closed\r\n\r\n",
-     .method = "GET", .target = "/", .path = "/", .minor = 1, .content_length = -1,
-     .keep_alive = true, .has_host = true,
+     .method = "GET",
+     .target = "/",
+     .path = "/",
+     .minor = 1,
+     .content_length = -1,
+     .keep_alive = true,
+     .has_host = true,
      .headers = "Host|a\nConnection|keep-alive\nConnection|closed"},
     {.head = "POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
-     .body = "0\r\n\r\n", .method = "POST", .target = "/up", .path = "/up", .minor = 1,
-     .content_length = -1, .chunked = true, .keep_alive = true, .has_host = true,
+     .body = "0\r\n\r\n",
+     .method = "POST",
+     .target = "/up",
+     .path = "/up",
+     .minor = 1,
+     .content_length = -1,
+     .chunked = true,
+     .keep_alive = true,
+     .has_host = true,
      .headers = "Host|a\nTransfer-Encoding|chunked"},
     {.head = "POST / HTTP/1.1\r\nTransfer-Encoding: \t, CHUNKED \t\r\nHost: a\r\n\r\n",
-     .method = "POST", .target = "/", .path = "/", .minor = 1, .content_length = -1,
-     .chunked = true, .keep_alive = true, .has_host = true,
+     .method = "POST",
+     .target = "/",
+     .path = "/",
+     .minor = 1,
+     .content_length = -1,
+     .chunked = true,
+     .keep_alive = true,
+     .has_host = true,
      .headers = "Transfer-Encoding|, CHUNKED\nHost|a"},
     {.head = "PUT /x HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 0\r\n\r\n",
-     .method = "PUT", .target = "/x", .path = "/x", .minor = 1, .content_length = 0,
-     .keep_alive = true, .expect_continue = true, .has_host = true,
+     .method = "PUT",
+     .target = "/x",
+     .path = "/x",
+     .minor = 1,
+     .content_length = 0,
+     .keep_alive = true,
+     .expect_continue = true,
+     .has_host = true,
      .headers = "Host|a\nExpect|100-Continue\nContent-Length|0"},
-    {.head = "PUT /x HTTP/1.1\r\nHost: a\r\nExpect: 100-continue-ish\r\n\r\n", .method = "PUT",
-     .target = "/x", .path = "/x", .minor = 1, .content_length = -1, .keep_alive = true,
-     .has_host = true, .headers = "Host|a\nExpect|100-continue-ish"},
-    {.head = "PUT /x HTTP/1.0\r\nExpect: 100-continue\r\n\r\n", .method = "PUT", .target = "/x",
-     .path = "/x", .minor = 0, .content_length = -1, .headers = "Expect|100-continue"},
-    {.head = "\r\n\r\nGET /lead HTTP/1.1\r\nHost: a\r\n\r\n", .method = "GET",
-     .target = "/lead", .path = "/lead", .minor = 1, .content_length = -1, .keep_alive = true,
-     .has_host = true, .headers = "Host|a"},
+    {.head = "PUT /x HTTP/1.1\r\nHost: a\r\nExpect: 100-continue-ish\r\n\r\n",
+     .method = "PUT",
+     .target = "/x",
+     .path = "/x",
+     .minor = 1,
+     .content_length = -1,
+     .keep_alive = true,
+     .has_host = true,
+     .headers = "Host|a\nExpect|100-continue-ish"},
+    {.head = "PUT /x HTTP/1.0\r\nExpect: 100-continue\r\n\r\n",
+     .method = "PUT",
+     .target = "/x",
+     .path = "/x",
+     .minor = 0,
+     .content_length = -1,
+     .headers = "Expect|100-continue"},
+    {.head = "\r\n\r\nGET /lead HTTP/1.1\r\nHost: a\r\n\r\n",
+     .method = "GET",
+     .target = "/lead",
+     .path = "/lead",
+     .minor = 1,
+     .content_length = -1,
+     .keep_alive = true,
+     .has_host = true,
+     .headers = "Host|a"},
     {.head = "GET / HTTP/1.1\r\nHost:a\r\nX-A:  a b \t\r\nX-Empty:\r\nX-Ws: \t \r\n"
              "X-Obs: caf\xc3\xa9\x80\xff\r\nX-Tab:\tq\t\"v\"\r\n\r\n",
-     .method = "GET", .target = "/", .path = "/", .minor = 1, .content_length = -1,
-     .keep_alive = true, .has_host = true,
+     .method = "GET",
+     .target = "/",
+     .path = "/",
+     .minor = 1,
+     .content_length = -1,
+     .keep_alive = true,
+     .has_host = true,
      .headers = "Host|a\nX-A|a b\nX-Empty|\nX-Ws|\nX-Obs|caf\xc3\xa9\x80\xff\nX-Tab|q\t\"v\""},
-    {.head = "GET / HTTP/1.1\r\n!#$%&'*+-.^_`|~09AZaz: v\r\nhOsT: a\r\n\r\n", .method = "GET",
-     .target = "/", .path = "/", .minor = 1, .content_length = -1, .keep_alive = true,
-     .has_host = true, .headers = "!#$%&'*+-.^_`|~09AZaz|v\nhOsT|a"},
-    {.head = "GET http://example.com/a/b?c=d HTTP/1.1\r\nHost: other\r\n\r\n", .method = "GET",
-     .target = "http://example.com/a/b?c=d", .path = "/a/b", .query = "c=d", .minor = 1,
-     .content_length = -1, .keep_alive = true, .has_host = true, .headers = "Host|other"},
-    {.head = "GET http://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n", .method = "GET",
-     .target = "http://example.com", .path = "/", .minor = 1, .content_length = -1,
-     .keep_alive = true, .has_host = true, .headers = "Host|example.com"},
-    {.head = "GET HTTPS://Example.com:8443?q HTTP/1.1\r\nHost: x\r\n\r\n", .method = "GET",
-     .target = "HTTPS://Example.com:8443?q", .path = "/", .query = "q", .minor = 1,
-     .content_length = -1, .keep_alive = true, .has_host = true, .headers = "Host|x"},
-    {.head = "GET http://[::1]:80/p HTTP/1.0\r\n\r\n", .method = "GET",
-     .target = "http://[::1]:80/p", .path = "/p", .minor = 0, .content_length = -1,
+    {.head = "GET / HTTP/1.1\r\n!#$%&'*+-.^_`|~09AZaz: v\r\nhOsT: a\r\n\r\n",
+     .method = "GET",
+     .target = "/",
+     .path = "/",
+     .minor = 1,
+     .content_length = -1,
+     .keep_alive = true,
+     .has_host = true,
+     .headers = "!#$%&'*+-.^_`|~09AZaz|v\nhOsT|a"},
+    {.head = "GET http://example.com/a/b?c=d HTTP/1.1\r\nHost: other\r\n\r\n",
+     .method = "GET",
+     .target = "http://example.com/a/b?c=d",
+     .path = "/a/b",
+     .query = "c=d",
+     .minor = 1,
+     .content_length = -1,
+     .keep_alive = true,
+     .has_host = true,
+     .headers = "Host|other"},
+    {.head = "GET http://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n",
+     .method = "GET",
+     .target = "http://example.com",
+     .path = "/",
+     .minor = 1,
+     .content_length = -1,
+     .keep_alive = true,
+     .has_host = true,
+     .headers = "Host|example.com"},
+    {.head = "GET HTTPS://Example.com:8443?q HTTP/1.1\r\nHost: x\r\n\r\n",
+     .method = "GET",
+     .target = "HTTPS://Example.com:8443?q",
+     .path = "/",
+     .query = "q",
+     .minor = 1,
+     .content_length = -1,
+     .keep_alive = true,
+     .has_host = true,
+     .headers = "Host|x"},
+    {.head = "GET http://[::1]:80/p HTTP/1.0\r\n\r\n",
+     .method = "GET",
+     .target = "http://[::1]:80/p",
+     .path = "/p",
+     .minor = 0,
+     .content_length = -1,
      .headers = ""},
-    {.head = "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", .method = "OPTIONS", .target = "*",
-     .path = "*", .minor = 1, .content_length = -1, .keep_alive = true, .has_host = true,
+    {.head = "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+     .method = "OPTIONS",
+     .target = "*",
+     .path = "*",
+     .minor = 1,
+     .content_length = -1,
+     .keep_alive = true,
+     .has_host = true,
      .headers = "Host|a"},
-    {.head = "OPTIONS /o HTTP/1.1\r\nHost: a\r\n\r\n", .method = "OPTIONS", .target = "/o",
-     .path = "/o", .minor = 1, .content_length = -1, .keep_alive = true, .has_host = true,
+    {.head = "OPTIONS /o HTTP/1.1\r\nHost: a\r\n\r\n",
+     .method = "OPTIONS",
+     .target = "/o",
+     .path = "/o",
+     .minor = 1,
+     .content_length = -1,
+     .keep_alive = true,
+     .has_host = true,
      .headers = "Host|a"},
     {.head = "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
-     .method = "CONNECT", .target = "example.com:443", .path = "example.com:443", .minor = 1,
-     .content_length = -1, .keep_alive = true, .has_host = true,
+     .method = "CONNECT",
+     .target = "example.com:443",
+     .path = "example.com:443",
+     .minor = 1,
+     .content_length = -1,
+     .keep_alive = true,
+     .has_host = true,
      .headers = "Host|example.com:443"},
     {.head = "CONNECT [2001:db8::1]:8443 HTTP/1.1\r\nHost: [2001:db8::1]:8443\r\n\r\n",
-     .method = "CONNECT", .target = "[2001:db8::1]:8443", .path = "[2001:db8::1]:8443",
-     .minor = 1, .content_length = -1, .keep_alive = true, .has_host = true,
+     .method = "CONNECT",
+     .target = "[2001:db8::1]:8443",
+     .path = "[2001:db8::1]:8443",
+     .minor = 1,
+     .content_length = -1,
+     .keep_alive = true,
+     .has_host = true,
      .headers = "Host|[2001:db8::1]:8443"},
-    {.head = "M-SEARCH /x HTTP/1.1\r\nHost: \r\n\r\n", .method = "M-SEARCH", .target = "/x",
-     .path = "/x", .minor = 1, .content_length = -1, .keep_alive = true, .has_host = true,
+    {.head = "M-SEARCH /x HTTP/1.1\r\nHost: \r\n\r\n",
+     .method = "M-SEARCH",
+     .target = "/x",
+     .path = "/x",
+     .minor = 1,
+     .content_length = -1,
+     .keep_alive = true,
+     .has_host = true,
      .headers = "Host|"},
-    {.head = "get /lower HTTP/1.1\r\nHost: a\r\n\r\n", .method = "get", .target = "/lower",
-     .path = "/lower", .minor = 1, .content_length = -1, .keep_alive = true, .has_host = true,
+    {.head = "get /lower HTTP/1.1\r\nHost: a\r\n\r\n",
+     .method = "get",
+     .target = "/lower",
+     .path = "/lower",
+     .minor = 1,
+     .content_length = -1,
+     .keep_alive = true,
+     .has_host = true,
      .headers = "Host|a"},
-    {.head = GET11("/?"), .method = "GET", .target = "/?", .path = "/", .query = "", .minor = 1,
-     .content_length = -1, .keep_alive = true, .has_host = true, .headers = "Host|a"},
-    {.head = GET11("/a%20b/c?x=1?y=%2F#f"), .method = "GET", .target = "/a%20b/c?x=1?y=%2F#f",
-     .path = "/a%20b/c", .query = "x=1?y=%2F#f", .minor = 1, .content_length = -1,
-     .keep_alive = true, .has_host = true, .headers = "Host|a"},
-    {.head = GET11("/!$&'()*+,;=:@-._~\"<>[]^`{|}\\"), .method = "GET",
-     .target = "/!$&'()*+,;=:@-._~\"<>[]^`{|}\\", .path = "/!$&'()*+,;=:@-._~\"<>[]^`{|}\\",
-     .minor = 1, .content_length = -1, .keep_alive = true, .has_host = true,
+    {.head = GET11("/?"),
+     .method = "GET",
+     .target = "/?",
+     .path = "/",
+     .query = "",
+     .minor = 1,
+     .content_length = -1,
+     .keep_alive = true,
+     .has_host = true,
+     .headers = "Host|a"},
+    {.head = GET11("/a%20b/c?x=1?y=%2F#f"),
+     .method = "GET",
+     .target = "/a%20b/c?x=1?y=%2F#f",
+     .path = "/a%20b/c",
+     .query = "x=1?y=%2F#f",
+     .minor = 1,
+     .content_length = -1,
+     .keep_alive = true,
+     .has_host = true,
+     .headers = "Host|a"},
+    {.head = GET11("/!$&'()*+,;=:@-._~\"<>[]^`{|}\\"),
+     .method = "GET",
+     .target = "/!$&'()*+,;=:@-._~\"<>[]^`{|}\\",
+     .path = "/!$&'()*+,;=:@-._~\"<>[]^`{|}\\",
+     .minor = 1,
+     .content_length = -1,
+     .keep_alive = true,
+     .has_host = true,
      .headers = "Host|a"},
     {.head = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\ncontent-length:\t005\r\n\r\n",
-     .body = "hello", .method = "POST", .target = "/", .path = "/", .minor = 1,
-     .content_length = 5, .keep_alive = true, .has_host = true,
+     .body = "hello",
+     .method = "POST",
+     .target = "/",
+     .path = "/",
+     .minor = 1,
+     .content_length = 5,
+     .keep_alive = true,
+     .has_host = true,
      .headers = "Host|a\nContent-Length|5\ncontent-length|005"},
     {.head = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9223372036854775807\r\n\r\n",
-     .method = "POST", .target = "/", .path = "/", .minor = 1,
-     .content_length = INT64_C(9223372036854775807), .keep_alive = true, .has_host = true,
+     .method = "POST",
+     .target = "/",
+     .path = "/",
+     .minor = 1,
+     .content_length = INT64_C(9223372036854775807),
+     .keep_alive = true,
+     .has_host = true,
      .headers = "Host|a\nContent-Length|9223372036854775807"},
-    {.head = "GET / HTTP/1.1\r\nHost: 192.168.0.1:\r\n\r\n", .method = "GET", .target = "/",
-     .path = "/", .minor = 1, .content_length = -1, .keep_alive = true, .has_host = true,
+    {.head = "GET / HTTP/1.1\r\nHost: 192.168.0.1:\r\n\r\n",
+     .method = "GET",
+     .target = "/",
+     .path = "/",
+     .minor = 1,
+     .content_length = -1,
+     .keep_alive = true,
+     .has_host = true,
      .headers = "Host|192.168.0.1:"},
-    {.head = "GET / HTTP/1.1\r\nHost: xn--bcher-kva.example%2D.com\r\n\r\n", .method = "GET",
-     .target = "/", .path = "/", .minor = 1, .content_length = -1, .keep_alive = true,
-     .has_host = true, .headers = "Host|xn--bcher-kva.example%2D.com"},
+    {.head = "GET / HTTP/1.1\r\nHost: xn--bcher-kva.example%2D.com\r\n\r\n",
+     .method = "GET",
+     .target = "/",
+     .path = "/",
+     .minor = 1,
+     .content_length = -1,
+     .keep_alive = true,
+     .has_host = true,
+     .headers = "Host|xn--bcher-kva.example%2D.com"},
 };
 
 /* Compare req's headers with "name|value\n..." */
@@ -193,10 +384,13 @@ static void expect_headers(const grace__http_request_t *req, const char *want, s
     const char *p = want;
 
     while (*p) {
-        const char *bar = strchr(p, '|');
         const char *nl = strchr(p, '\n');
         if (nl == NULL)
             nl = p + strlen(p);
+        /* The last '|' of the line: names may hold '|' (a tchar). */
+        const char *bar = nl;
+        while (bar > p && *bar != '|')
+            bar--;
         if (n >= req->n_headers) {
             TEST_FAIL_("case %zu: missing header %.*s", i, (int)(nl - p), p);
             return;
@@ -286,8 +480,18 @@ typedef struct {
     size_t len;
     int want;
     size_t max; /* 0: DEFAULT_MAX */
-    size_t cap; /* 0: DEFAULT_CAP */
+    size_t cap; /* 0: DEFAULT_CAP, ZERO_CAP: no room for any field */
 } bad_case_t;
+
+#define ZERO_CAP SIZE_MAX
+#define BAD(lit, want)                                                                             \
+    {                                                                                              \
+        lit, sizeof(lit) - 1, want, 0, 0                                                           \
+    }
+#define BAD_LIM(lit, want, max, cap)                                                               \
+    {                                                                                              \
+        lit, sizeof(lit) - 1, want, max, cap                                                       \
+    }
 
 /* String literal with its length, so inputs may hold NUL bytes. */
 #define S(lit) lit, sizeof(lit) - 1
@@ -296,139 +500,140 @@ typedef struct {
 
 static const bad_case_t bad_cases[] = {
     /* Framing: Content-Length and Transfer-Encoding (RFC 9112 6). */
-    {S(POST11 "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"), -400},
-    {S(POST11 "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"), -400},
-    {S(POST11 "Transfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\n"), -400},
-    {S(POST11 "Content-Length: 5\r\nContent-Length: 6\r\n\r\n"), -400},
-    {S(POST11 "Content-Length: +5\r\n\r\n"), -400},
-    {S(POST11 "Content-Length: -5\r\n\r\n"), -400},
-    {S(POST11 "Content-Length: 5 5\r\n\r\n"), -400},
-    {S(POST11 "Content-Length: 5, 5\r\n\r\n"), -400},
-    {S(POST11 "Content-Length: 5,5\r\n\r\n"), -400},
-    {S(POST11 "Content-Length: \r\n\r\n"), -400},
-    {S(POST11 "Content-Length: 0x5\r\n\r\n"), -400},
-    {S(POST11 "Content-Length: 5\x0b\r\n\r\n"), -400},
-    {S(POST11 "Content-Length: 9223372036854775808\r\n\r\n"), -400},
-    {S(POST11 "Content-Length: 99999999999999999999999999\r\n\r\n"), -400},
-    {S(POST11 "Content-Length : 5\r\n\r\n"), -400},
-    {S(POST11 "Transfer-Encoding: gzip\r\n\r\n"), -501},
-    {S(POST11 "Transfer-Encoding: identity\r\n\r\n"), -501},
-    {S(POST11 "Transfer-Encoding: xchunked\r\n\r\n"), -501},
-    {S(POST11 "Transfer-Encoding: chunked, gzip\r\n\r\n"), -501},
-    {S(POST11 "Transfer-Encoding: gzip, chunked\r\n\r\n"), -501},
-    {S(POST11 "Transfer-Encoding: gzip;q=1, chunked\r\n\r\n"), -501},
-    {S(POST11 "Transfer-Encoding: chunked, chunked\r\n\r\n"), -501},
-    {S(POST11 "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"), -501},
-    {S(POST11 "Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n"), -501},
-    {S(POST11 "Transfer-Encoding: \r\n\r\n"), -400},
-    {S(POST11 "Transfer-Encoding: ,\r\n\r\n"), -400},
-    {S(POST11 "Transfer-Encoding: chunked;a=b\r\n\r\n"), -400},
-    {S(POST11 "Transfer-Encoding: chunked x\r\n\r\n"), -400},
-    {S(POST11 "Transfer-Encoding: \"chunked\"\r\n\r\n"), -400},
-    {S(POST11 "Transfer-Encoding : chunked\r\n\r\n"), -400},
-    {S("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"), -400},
+    BAD(POST11 "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", -400),
+    BAD(POST11 "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", -400),
+    BAD(POST11 "Transfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\n", -400),
+    BAD(POST11 "Content-Length: 5\r\nContent-Length: 6\r\n\r\n", -400),
+    BAD(POST11 "Content-Length: +5\r\n\r\n", -400),
+    BAD(POST11 "Content-Length: -5\r\n\r\n", -400),
+    BAD(POST11 "Content-Length: 5 5\r\n\r\n", -400),
+    BAD(POST11 "Content-Length: 5, 5\r\n\r\n", -400),
+    BAD(POST11 "Content-Length: 5,5\r\n\r\n", -400),
+    BAD(POST11 "Content-Length: \r\n\r\n", -400),
+    BAD(POST11 "Content-Length: 0x5\r\n\r\n", -400),
+    BAD(POST11 "Content-Length: 5\x0b\r\n\r\n", -400),
+    BAD(POST11 "Content-Length: 9223372036854775808\r\n\r\n", -400),
+    BAD(POST11 "Content-Length: 99999999999999999999999999\r\n\r\n", -400),
+    BAD(POST11 "Content-Length : 5\r\n\r\n", -400),
+    BAD(POST11 "Transfer-Encoding: gzip\r\n\r\n", -501),
+    BAD(POST11 "Transfer-Encoding: identity\r\n\r\n", -501),
+    BAD(POST11 "Transfer-Encoding: xchunked\r\n\r\n", -501),
+    BAD(POST11 "Transfer-Encoding: chunked, gzip\r\n\r\n", -501),
+    BAD(POST11 "Transfer-Encoding: gzip, chunked\r\n\r\n", -501),
+    BAD(POST11 "Transfer-Encoding: gzip;q=1, chunked\r\n\r\n", -501),
+    BAD(POST11 "Transfer-Encoding: chunked, chunked\r\n\r\n", -501),
+    BAD(POST11 "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", -501),
+    BAD(POST11 "Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n", -501),
+    BAD(POST11 "Transfer-Encoding: \r\n\r\n", -400),
+    BAD(POST11 "Transfer-Encoding: ,\r\n\r\n", -400),
+    BAD(POST11 "Transfer-Encoding: chunked;a=b\r\n\r\n", -400),
+    BAD(POST11 "Transfer-Encoding: chunked x\r\n\r\n", -400),
+    BAD(POST11 "Transfer-Encoding: \"chunked\"\r\n\r\n", -400),
+    BAD(POST11 "Transfer-Encoding : chunked\r\n\r\n", -400),
+    BAD("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", -400),
     /* Header field syntax. */
-    {S(RL11 "Host: a\r\nX: a\r\n b\r\n\r\n"), -400},
-    {S(RL11 "Host: a\r\nX: a\r\n\tb\r\n\r\n"), -400},
-    {S(RL11 " Host: a\r\n\r\n"), -400},
-    {S(RL11 "Host : a\r\n\r\n"), -400},
-    {S(RL11 "Host\t: a\r\n\r\n"), -400},
-    {S(RL11 "Host: a\r\n: v\r\n\r\n"), -400},
-    {S(RL11 "Host: a\r\nX(Y): v\r\n\r\n"), -400},
-    {S(RL11 "Host: a\r\nX Y: v\r\n\r\n"), -400},
-    {S(RL11 "Host: a\r\nX\r\n\r\n"), -400},
-    {S(RL11 "Host: a\r\nX\xc3\xa9: v\r\n\r\n"), -400},
-    {S(RL11 "Host: a\r\nX: a\rb\r\n\r\n"), -400},
-    {S(RL11 "Host: a\r\nX: a\r\r\n\r\n"), -400},
-    {S(RL11 "Host: a\r\nX: a\nb\r\n\r\n"), -400},
-    {S(RL11 "Host: a\r\nX: a\0b\r\n\r\n"), -400},
-    {S(RL11 "Host: a\r\nX: a\x7f\r\n\r\n"), -400},
-    {S(RL11 "Host: a\r\nX: \x01\r\n\r\n"), -400},
-    {S(RL11 "Host: a\r\nX: \x1b\r\n\r\n"), -400},
-    {S(RL11 "Host: a\r\n\r\r"), -400},
-    {S(RL11 "Host: a\r\n\n"), -400},
-    {S(RL11 "Host: a\n\r\n"), -400},
-    {S("GET / HTTP/1.1\nHost: a\n\n"), -400},
-    {S("GET / HTTP/1.1\r\r\nHost: a\r\n\r\n"), -400},
-    {S("\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"), -400},
-    {S("\rGET / HTTP/1.1\r\nHost: a\r\n\r\n"), -400},
-    {S("\r\n\n"), -400},
+    BAD(RL11 "Host: a\r\nX: a\r\n b\r\n\r\n", -400),
+    BAD(RL11 "Host: a\r\nX: a\r\n\tb\r\n\r\n", -400),
+    BAD(RL11 " Host: a\r\n\r\n", -400),
+    BAD(RL11 "Host : a\r\n\r\n", -400),
+    BAD(RL11 "Host\t: a\r\n\r\n", -400),
+    BAD(RL11 "Host: a\r\n: v\r\n\r\n", -400),
+    BAD(RL11 "Host: a\r\nX(Y): v\r\n\r\n", -400),
+    BAD(RL11 "Host: a\r\nX Y: v\r\n\r\n", -400),
+    BAD(RL11 "Host: a\r\nX\r\n\r\n", -400),
+    BAD(RL11 "Host: a\r\nX\xc3\xa9: v\r\n\r\n", -400),
+    BAD(RL11 "Host: a\r\nX: a\rb\r\n\r\n", -400),
+    BAD(RL11 "Host: a\r\nX: a\r\r\n\r\n", -400),
+    BAD(RL11 "Host: a\r\nX: a\nb\r\n\r\n", -400),
+    BAD(RL11 "Host: a\r\nX: a\0b\r\n\r\n", -400),
+    BAD(RL11 "Host: a\r\nX: a\x7f\r\n\r\n", -400),
+    BAD(RL11 "Host: a\r\nX: \x01\r\n\r\n", -400),
+    BAD(RL11 "Host: a\r\nX: \x1b\r\n\r\n", -400),
+    BAD(RL11 "Host: a\r\n\r\r", -400),
+    BAD(RL11 "Host: a\r\n\n", -400),
+    BAD(RL11 "Host: a\n\r\n", -400),
+    BAD("GET / HTTP/1.1\nHost: a\n\n", -400),
+    BAD("GET / HTTP/1.1\r\r\nHost: a\r\n\r\n", -400),
+    BAD("\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", -400),
+    BAD("\rGET / HTTP/1.1\r\nHost: a\r\n\r\n", -400),
+    BAD("\r\n\n", -400),
     /* Host (RFC 9110 7.2, RFC 9112 3.2). */
-    {S(RL11 "\r\n"), -400},
-    {S(RL11 "Connection: close\r\n\r\n"), -400},
-    {S(RL11 "Host: a\r\nHost: a\r\n\r\n"), -400},
-    {S(RL11 "Host: a\r\nhost: b\r\n\r\n"), -400},
-    {S(RL11 "Host: a b\r\n\r\n"), -400},
-    {S(RL11 "Host: u@a\r\n\r\n"), -400},
-    {S(RL11 "Host: a:8o\r\n\r\n"), -400},
-    {S(RL11 "Host: a/b\r\n\r\n"), -400},
-    {S(RL11 "Host: :80\r\n\r\n"), -400},
-    {S(RL11 "Host: [::1\r\n\r\n"), -400},
-    {S(RL11 "Host: []\r\n\r\n"), -400},
-    {S(RL11 "Host: a%zz\r\n\r\n"), -400},
-    {S("GET http://a/ HTTP/1.1\r\n\r\n"), -400},
+    BAD(RL11 "\r\n", -400),
+    BAD(RL11 "Connection: close\r\n\r\n", -400),
+    BAD(RL11 "Host: a\r\nHost: a\r\n\r\n", -400),
+    BAD(RL11 "Host: a\r\nhost: b\r\n\r\n", -400),
+    BAD(RL11 "Host: a b\r\n\r\n", -400),
+    BAD(RL11 "Host: u@a\r\n\r\n", -400),
+    BAD(RL11 "Host: a:8o\r\n\r\n", -400),
+    BAD(RL11 "Host: a/b\r\n\r\n", -400),
+    BAD(RL11 "Host: :80\r\n\r\n", -400),
+    BAD(RL11 "Host: [::1\r\n\r\n", -400),
+    BAD(RL11 "Host: []\r\n\r\n", -400),
+    BAD(RL11 "Host: a%zz\r\n\r\n", -400),
+    BAD("GET http://a/ HTTP/1.1\r\n\r\n", -400),
     /* Version. */
-    {S("GET / HTTP/2.0\r\nHost: a\r\n\r\n"), -505},
-    {S("GET / HTTP/1.2\r\nHost: a\r\n\r\n"), -505},
-    {S("GET / HTTP/0.9\r\n\r\n"), -505},
-    {S("GET / HTTP/3.1\r\n\r\n"), -505},
-    {S("GET / HTTP/1.10\r\nHost: a\r\n\r\n"), -400},
-    {S("GET / HTTP/1.1 \r\nHost: a\r\n\r\n"), -400},
-    {S("GET / HTTP/11\r\nHost: a\r\n\r\n"), -400},
-    {S("GET / HTTP/1\r\nHost: a\r\n\r\n"), -400},
-    {S("GET / http/1.1\r\nHost: a\r\n\r\n"), -400},
-    {S("GET / HTTPS/1.1\r\nHost: a\r\n\r\n"), -400},
-    {S("GET / HTTP/1.x\r\nHost: a\r\n\r\n"), -400},
-    {S("GET /\r\n\r\n"), -400},
-    {S("GET\r\n\r\n"), -400},
+    BAD("GET / HTTP/2.0\r\nHost: a\r\n\r\n", -505),
+    BAD("GET / HTTP/1.2\r\nHost: a\r\n\r\n", -505),
+    BAD("GET / HTTP/0.9\r\n\r\n", -505),
+    BAD("GET / HTTP/3.1\r\n\r\n", -505),
+    BAD("GET / HTTP/1.10\r\nHost: a\r\n\r\n", -400),
+    BAD("GET / HTTP/1.1 \r\nHost: a\r\n\r\n", -400),
+    BAD("GET / HTTP/11\r\nHost: a\r\n\r\n", -400),
+    BAD("GET / HTTP/1\r\nHost: a\r\n\r\n", -400),
+    BAD("GET / http/1.1\r\nHost: a\r\n\r\n", -400),
+    BAD("GET / HTTPS/1.1\r\nHost: a\r\n\r\n", -400),
+    BAD("GET / HTTP/1.x\r\nHost: a\r\n\r\n", -400),
+    BAD("GET /\r\n\r\n", -400),
+    BAD("GET\r\n\r\n", -400),
     /* Request line shape. */
-    {S("GET  / HTTP/1.1\r\nHost: a\r\n\r\n"), -400},
-    {S("GET /  HTTP/1.1\r\nHost: a\r\n\r\n"), -400},
-    {S(" GET / HTTP/1.1\r\nHost: a\r\n\r\n"), -400},
-    {S("GET\t/ HTTP/1.1\r\nHost: a\r\n\r\n"), -400},
-    {S("GET /\tHTTP/1.1\r\nHost: a\r\n\r\n"), -400},
-    {S("G(T / HTTP/1.1\r\nHost: a\r\n\r\n"), -400},
-    {S("G\xc3\xa9T / HTTP/1.1\r\nHost: a\r\n\r\n"), -400},
-    {S("GET /a b HTTP/1.1\r\nHost: a\r\n\r\n"), -400},
-    {S("GET /a\x01" "b HTTP/1.1\r\nHost: a\r\n\r\n"), -400},
-    {S("GET /a\x7f" "b HTTP/1.1\r\nHost: a\r\n\r\n"), -400},
-    {S("GET /a\0b HTTP/1.1\r\nHost: a\r\n\r\n"), -400},
-    {S("GET /caf\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n"), -400},
+    BAD("GET  / HTTP/1.1\r\nHost: a\r\n\r\n", -400),
+    BAD("GET /  HTTP/1.1\r\nHost: a\r\n\r\n", -400),
+    BAD(" GET / HTTP/1.1\r\nHost: a\r\n\r\n", -400),
+    BAD("GET\t/ HTTP/1.1\r\nHost: a\r\n\r\n", -400),
+    BAD("GET /\tHTTP/1.1\r\nHost: a\r\n\r\n", -400),
+    BAD("G(T / HTTP/1.1\r\nHost: a\r\n\r\n", -400),
+    BAD("G\xc3\xa9T / HTTP/1.1\r\nHost: a\r\n\r\n", -400),
+    BAD("GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", -400),
+    BAD("GET /a\001b HTTP/1.1\r\nHost: a\r\n\r\n", -400), /* octal: \x01b is one byte */
+    BAD("GET /a\177b HTTP/1.1\r\nHost: a\r\n\r\n", -400),
+    BAD("GET /a\0b HTTP/1.1\r\nHost: a\r\n\r\n", -400),
+    BAD("GET /caf\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n", -400),
     /* Target forms (RFC 9112 3.2). */
-    {S("GET * HTTP/1.1\r\nHost: a\r\n\r\n"), -400},
-    {S("OPTIONS *x HTTP/1.1\r\nHost: a\r\n\r\n"), -400},
-    {S("GET a HTTP/1.1\r\nHost: a\r\n\r\n"), -400},
-    {S("GET example.com:80 HTTP/1.1\r\nHost: a\r\n\r\n"), -400},
-    {S("CONNECT /x HTTP/1.1\r\nHost: a\r\n\r\n"), -400},
-    {S("CONNECT example.com HTTP/1.1\r\nHost: a\r\n\r\n"), -400},
-    {S("CONNECT example.com: HTTP/1.1\r\nHost: a\r\n\r\n"), -400},
-    {S("CONNECT http://example.com/ HTTP/1.1\r\nHost: a\r\n\r\n"), -400},
-    {S("GET ftp://x/ HTTP/1.1\r\nHost: a\r\n\r\n"), -400},
-    {S("GET http:/x/ HTTP/1.1\r\nHost: a\r\n\r\n"), -400},
-    {S("GET http:///a HTTP/1.1\r\nHost: a\r\n\r\n"), -400},
-    {S("GET http://u@h/ HTTP/1.1\r\nHost: a\r\n\r\n"), -400},
-    {S("GET http://h:x/ HTTP/1.1\r\nHost: a\r\n\r\n"), -400},
+    BAD("GET * HTTP/1.1\r\nHost: a\r\n\r\n", -400),
+    BAD("OPTIONS *x HTTP/1.1\r\nHost: a\r\n\r\n", -400),
+    BAD("GET a HTTP/1.1\r\nHost: a\r\n\r\n", -400),
+    BAD("GET example.com:80 HTTP/1.1\r\nHost: a\r\n\r\n", -400),
+    BAD("CONNECT /x HTTP/1.1\r\nHost: a\r\n\r\n", -400),
+    BAD("CONNECT example.com HTTP/1.1\r\nHost: a\r\n\r\n", -400),
+    BAD("CONNECT example.com: HTTP/1.1\r\nHost: a\r\n\r\n", -400),
+    BAD("CONNECT http://example.com/ HTTP/1.1\r\nHost: a\r\n\r\n", -400),
+    BAD("GET ftp://x/ HTTP/1.1\r\nHost: a\r\n\r\n", -400),
+    BAD("GET http:/x/ HTTP/1.1\r\nHost: a\r\n\r\n", -400),
+    BAD("GET http:///a HTTP/1.1\r\nHost: a\r\n\r\n", -400),
+    BAD("GET http://u@h/ HTTP/1.1\r\nHost: a\r\n\r\n", -400),
+    BAD("GET http://h:x/ HTTP/1.1\r\nHost: a\r\n\r\n", -400),
     /* Malformed bytes are refused before the head is complete. */
-    {S("GET /\x01"), -400},
-    {S("GET /a\r"), -400},
-    {S("GET / HTTP/1.1\r\nHost: a\r\nX: \0"), -400},
-    {S("GET / HTTP/1.1\r\nHost: a\r\n x"), -400},
-    {S("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n"), -400},
-    {S("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n"), -400},
-    {S("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n"), -400},
-    {S("GET / HTTPX"), -400},
-    {S("GET * "), -400},
+    BAD("GET /\x01", -400),
+    BAD("GET /a\r", -400),
+    BAD("GET / HTTP/1.1\r\nHost: a\r\nX: \0", -400),
+    BAD("GET / HTTP/1.1\r\nHost: a\r\n x", -400),
+    BAD("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n", -400),
+    BAD("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n", -400),
+    BAD("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n", -400),
+    BAD("GET / HTTPX", -400),
+    BAD("GET * ", -400),
     /* Limits. */
-    {S("GET /0123456789 HTTP/1.1\r\nHost: a\r\n\r\n"), -414, 20},
-    {S("GET /0123456789012345"), -414, 20},
-    {S("GET /0123456789 HTTP/"), -414, 20},
-    {S("GET / HTTP/1.1\r\nHost: a\r\nX-Long: 0123456789\r\n\r\n"), -431, 40},
-    {S("GET / HTTP/1.1\r\nHost: a\r\nX-Long: 0123456789"), -431, 40},
-    {S("\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n"), -431, 20},
-    {S("\r\n\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\n"), -431, 20},
-    {S("GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\n\r\n"), -431, 0, 2},
-    {S("GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB"), -431, 0, 2},
-    {S("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), -431, 0, 0},
+    BAD_LIM("GET /0123456789 HTTP/1.1\r\nHost: a\r\n\r\n", -414, 20, 0),
+    BAD_LIM("GET /0123456789012345", -414, 20, 0),
+    BAD_LIM("GET /0123456789 HTTP/", -414, 20, 0),
+    BAD_LIM("GET / HTTP/1.1\r\nHost: a\r\nX-Long: 0123456789\r\n\r\n", -431, 40, 0),
+    BAD_LIM("GET / HTTP/1.1\r\nHost: a\r\nX-Long: 0123456789", -431, 40, 0),
+    BAD_LIM("\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n", -431, 20, 0),
+    BAD_LIM("\r\n\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\n", -431, 20, 0),
+    BAD_LIM("GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\n\r\n", -431, 0, 2),
+    BAD_LIM("GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB", -431, 0, 2),
+    BAD_LIM("GET / HTTP/1.1\r\nHost: a\r\n\r\n", -431, 0, ZERO_CAP),
+    BAD_LIM("GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\n", -431, 0, ZERO_CAP),
 };
 
 static void test_malformed_requests(void)
@@ -438,11 +643,7 @@ static void test_malformed_requests(void)
     for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++) {
         const bad_case_t *c = &bad_cases[i];
         const size_t max = c->max ? c->max : DEFAULT_MAX;
-        /* cap == 0 in the table means the default, except for the last case
-         * whose point is a zero capacity. */
-        const size_t cap = c->cap ? c->cap : i + 1 == sizeof bad_cases / sizeof bad_cases[0]
-                                                 ? 0
-                                                 : DEFAULT_CAP;
+        const size_t cap = c->cap == ZERO_CAP ? 0 : c->cap ? c->cap : DEFAULT_CAP;
         const int r = parse_n(c->in, c->len, max, cap, &req);
         if (r != c->want)
             TEST_FAIL_("bad case %zu (%.*s): returned %d, want %d", i, (int)c->len, c->in, r,
@@ -468,8 +669,9 @@ static void test_limits(void)
     memcpy(in, "GET /", 5);
     memset(in + 5, 'a', path_len);
     size_t n = 5 + path_len;
-    memcpy(in + n, " HTTP/1.1\r\nHost: a\r\n\r\n", 23);
-    const size_t line_len = n + 9, head_len = n + 23;
+    static const char tail[] = " HTTP/1.1\r\nHost: a\r\n\r\n";
+    memcpy(in + n, tail, sizeof tail - 1);
+    const size_t line_len = n + 9, head_len = n + sizeof tail - 1;
 
     EXPECT_EQ(parse_n(in, head_len, head_len, DEFAULT_CAP, &req), (int)head_len);
     EXPECT_EQ(parse_n(in, head_len, head_len - 1, DEFAULT_CAP, &req), -431);
@@ -480,8 +682,10 @@ static void test_limits(void)
     EXPECT_EQ(parse_n(in, line_len, line_len - 1, DEFAULT_CAP, &req), -414);
     EXPECT_EQ(parse_n(in, 600, 599, DEFAULT_CAP, &req), -414);
     EXPECT_EQ(parse_n(in, 600, 600, DEFAULT_CAP, &req), 0);
-    /* The line's CR alone does not count; its LF makes the head too long. */
-    EXPECT_EQ(parse_n(in, line_len + 1, line_len, DEFAULT_CAP, &req), 0);
+    /* The line's CR is not part of the line: a line that fits followed by
+     * more bytes than the limit is a head too long, not a line too long. */
+    EXPECT_EQ(parse_n(in, line_len + 1, line_len + 1, DEFAULT_CAP, &req), 0);
+    EXPECT_EQ(parse_n(in, line_len + 1, line_len, DEFAULT_CAP, &req), -431);
     EXPECT_EQ(parse_n(in, line_len + 2, line_len, DEFAULT_CAP, &req), -431);
 
     /* Header count: exactly the capacity passes, one more is -431. */
@@ -524,8 +728,7 @@ static void test_fields_reset(void)
     EXPECT_EQ(req.n_headers, 0);
     EXPECT_TRUE(!req.expect_continue && !req.has_host && !req.chunked && !req.keep_alive);
     EXPECT_TRUE(req.query.ptr == NULL);
-    /* Incomplete input still reports what it parsed as zero headers or
-     * fewer; only the return value matters, but it must not crash. */
+    /* Nothing yet, or only the start of the empty lines allowed first. */
     EXPECT_EQ(parse_n(S(""), DEFAULT_MAX, DEFAULT_CAP, &req), 0);
     EXPECT_EQ(parse_n(S("\r"), DEFAULT_MAX, DEFAULT_CAP, &req), 0);
     EXPECT_EQ(parse_n(S("\r\n\r"), DEFAULT_MAX, DEFAULT_CAP, &req), 0);
@@ -583,8 +786,8 @@ static void test_fuzz_parser(void)
         memcpy(in, seed, n);
         for (int m = (int)(rng() % 4) + 1; m > 0; m--) {
             const size_t at = (size_t)(rng() % (n + 1));
-            const char c = rng() % 2 ? interesting[rng() % (sizeof interesting - 1)]
-                                     : (char)(rng() & 0xff);
+            const char c =
+                rng() % 2 ? interesting[rng() % (sizeof interesting - 1)] : (char)(rng() & 0xff);
             switch (rng() % 3) {
             case 0: /* replace */
                 if (at < n)
@@ -620,66 +823,71 @@ typedef struct {
     uint64_t max; /* 0: 1 MiB */
     ssize_t want; /* leftover byte count, or -1, -2, -3 */
     const char *body;
+    size_t body_len;
     const char *leftover; /* NULL: "" */
 } chunk_case_t;
 
 #define MiB (1u << 20)
+#define CH(in, max, want, body, rest)                                                              \
+    {                                                                                              \
+        in, sizeof(in) - 1, max, want, body, sizeof(body) - 1, rest                                \
+    }
 
 static const chunk_case_t chunk_cases[] = {
-    {S("5\r\nhello\r\n0\r\n\r\n"), 0, 0, "hello"},
-    {S("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"), 0, 0, "hello world"},
-    {S("a\r\n0123456789\r\nA\r\nabcdefghij\r\n0\r\n\r\n"), 0, 0, "0123456789abcdefghij"},
-    {S("0005\r\nhello\r\n000\r\n\r\n"), 0, 0, "hello"},
-    {S("5;foo=bar\r\nhello\r\n0;last\r\n\r\n"), 0, 0, "hello"},
-    {S("5;a=\"b c;d\\\"\";e\r\nhello\r\n0\r\n\r\n"), 0, 0, "hello"},
-    {S("5 ;a\r\nhello\r\n0\t ;b\r\n\r\n"), 0, 0, "hello"},
-    {S("5\r\nhello\r\n0\r\nX-T: a\r\nY:b c\r\nZ:\r\n\r\n"), 0, 0, "hello"},
-    {S("3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\n"), 0, 16, "abc", "GET / HTTP/1.1\r\n"},
-    {S("0\r\n\r\n0\r\n\r\n"), 0, 5, "", "0\r\n\r\n"},
-    {S("0\r\n\r\n"), 0, 0, ""},
-    {S("4\r\n\r\n\r\n\r\n0\r\n\r\n"), 0, 0, "\r\n\r\n"},
-    {S("3\r\n\0\x01\xff\r\n0\r\n\r\n"), 0, 0, "\0\x01\xff"},
-    {S("5\r\nhello\r\n0\r\n\r\n"), 5, 0, "hello"},
-    {S("5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n"), 10, 0, "helloworld"},
+    CH("5\r\nhello\r\n0\r\n\r\n", 0, 0, "hello", NULL),
+    CH("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", 0, 0, "hello world", NULL),
+    CH("a\r\n0123456789\r\nA\r\nabcdefghij\r\n0\r\n\r\n", 0, 0, "0123456789abcdefghij", NULL),
+    CH("0005\r\nhello\r\n000\r\n\r\n", 0, 0, "hello", NULL),
+    CH("5;foo=bar\r\nhello\r\n0;last\r\n\r\n", 0, 0, "hello", NULL),
+    CH("5;a=\"b c;d\\\"\";e\r\nhello\r\n0\r\n\r\n", 0, 0, "hello", NULL),
+    CH("5 ;a\r\nhello\r\n0\t ;b\r\n\r\n", 0, 0, "hello", NULL),
+    CH("5\r\nhello\r\n0\r\nX-T: a\r\nY:b c\r\nZ:\r\n\r\n", 0, 0, "hello", NULL),
+    CH("3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\n", 0, 16, "abc", "GET / HTTP/1.1\r\n"),
+    CH("0\r\n\r\n0\r\n\r\n", 0, 5, "", "0\r\n\r\n"),
+    CH("0\r\n\r\n", 0, 0, "", NULL),
+    CH("4\r\n\r\n\r\n\r\n0\r\n\r\n", 0, 0, "\r\n\r\n", NULL),
+    CH("3\r\n\0\x01\xff\r\n0\r\n\r\n", 0, 0, "\0\x01\xff", NULL),
+    CH("5\r\nhello\r\n0\r\n\r\n", 5, 0, "hello", NULL),
+    CH("5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n", 10, 0, "helloworld", NULL),
     /* Incomplete. */
-    {S("5\r\nhel"), 0, -2, "hel"},
-    {S("5\r\nhello\r\n0\r\n\r"), 0, -2, "hello"},
-    {S("5\r\nhello\r\n0\r\nX: y\r\n"), 0, -2, "hello"},
-    {S(""), 0, -2, ""},
+    CH("5\r\nhel", 0, -2, "hel", NULL),
+    CH("5\r\nhello\r\n0\r\n\r", 0, -2, "hello", NULL),
+    CH("5\r\nhello\r\n0\r\nX: y\r\n", 0, -2, "hello", NULL),
+    CH("", 0, -2, "", NULL),
     /* Too large. */
-    {S("5\r\nhello\r\n0\r\n\r\n"), 4, -3, ""},
-    {S("3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n"), 5, -3, "abc"},
-    {S("ffffffffffffffff\r\n"), 0, -3, ""},
-    {S("1000000000"), 0, -3, ""},
+    CH("5\r\nhello\r\n0\r\n\r\n", 4, -3, "", NULL),
+    CH("3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n", 5, -3, "abc", NULL),
+    CH("ffffffffffffffff\r\n", 0, -3, "", NULL),
+    CH("1000000000", 0, -3, "", NULL),
     /* Malformed. */
-    {S("00000000000000001\r\nx\r\n0\r\n\r\n"), UINT64_MAX, -1, ""},
-    {S("x\r\n"), 0, -1, ""},
-    {S("\r\n"), 0, -1, ""},
-    {S("-1\r\n"), 0, -1, ""},
-    {S("+5\r\nhello\r\n"), 0, -1, ""},
-    {S(" 5\r\nhello\r\n"), 0, -1, ""},
-    {S("0x5\r\nhello\r\n"), 0, -1, ""},
-    {S("5 \r\nhello\r\n0\r\n\r\n"), 0, -1, ""},
-    {S("5 5\r\nhello\r\n"), 0, -1, ""},
-    {S("5\nhello\r\n0\r\n\r\n"), 0, -1, ""},
-    {S("5\r\r\nhello\r\n"), 0, -1, ""},
-    {S("5;a\x01\r\nhello\r\n"), 0, -1, ""},
-    {S("5;a\nb\r\nhello\r\n"), 0, -1, ""},
-    {S("5;a\0\r\nhello\r\n"), 0, -1, ""},
-    {S("5\r\nhelloX\r\n0\r\n\r\n"), 0, -1, "hello"},
-    {S("5\r\nhello\n0\r\n\r\n"), 0, -1, "hello"},
-    {S("5\r\nhello\r0\r\n\r\n"), 0, -1, "hello"},
-    {S("3\r\nabcd\r\n0\r\n\r\n"), 0, -1, "abc"},
-    {S("5\r\nhello\r\n\r\n"), 0, -1, "hello"},
-    {S("0\r\n\n"), 0, -1, ""},
-    {S("0\r\nX: a\r\n b\r\n\r\n"), 0, -1, ""},
-    {S("0\r\n X: a\r\n\r\n"), 0, -1, ""},
-    {S("0\r\nX\r\n\r\n"), 0, -1, ""},
-    {S("0\r\nX : a\r\n\r\n"), 0, -1, ""},
-    {S("0\r\n: a\r\n\r\n"), 0, -1, ""},
-    {S("0\r\nX: a\n\r\n"), 0, -1, ""},
-    {S("0\r\nX: a\0\r\n\r\n"), 0, -1, ""},
-    {S("0\r\nX: a\rb\r\n\r\n"), 0, -1, ""},
+    CH("00000000000000001\r\nx\r\n0\r\n\r\n", UINT64_MAX, -1, "", NULL),
+    CH("x\r\n", 0, -1, "", NULL),
+    CH("\r\n", 0, -1, "", NULL),
+    CH("-1\r\n", 0, -1, "", NULL),
+    CH("+5\r\nhello\r\n", 0, -1, "", NULL),
+    CH(" 5\r\nhello\r\n", 0, -1, "", NULL),
+    CH("0x5\r\nhello\r\n", 0, -1, "", NULL),
+    CH("5 \r\nhello\r\n0\r\n\r\n", 0, -1, "", NULL),
+    CH("5 5\r\nhello\r\n", 0, -1, "", NULL),
+    CH("5\nhello\r\n0\r\n\r\n", 0, -1, "", NULL),
+    CH("5\r\r\nhello\r\n", 0, -1, "", NULL),
+    CH("5;a\x01\r\nhello\r\n", 0, -1, "", NULL),
+    CH("5;a\nb\r\nhello\r\n", 0, -1, "", NULL),
+    CH("5;a\0\r\nhello\r\n", 0, -1, "", NULL),
+    CH("5\r\nhelloX\r\n0\r\n\r\n", 0, -1, "hello", NULL),
+    CH("5\r\nhello\n0\r\n\r\n", 0, -1, "hello", NULL),
+    CH("5\r\nhello\r0\r\n\r\n", 0, -1, "hello", NULL),
+    CH("3\r\nabcd\r\n0\r\n\r\n", 0, -1, "abc", NULL),
+    CH("5\r\nhello\r\n\r\n", 0, -1, "hello", NULL),
+    CH("0\r\n\n", 0, -1, "", NULL),
+    CH("0\r\nX: a\r\n b\r\n\r\n", 0, -1, "", NULL),
+    CH("0\r\n X: a\r\n\r\n", 0, -1, "", NULL),
+    CH("0\r\nX\r\n\r\n", 0, -1, "", NULL),
+    CH("0\r\nX : a\r\n\r\n", 0, -1, "", NULL),
+    CH("0\r\n: a\r\n\r\n", 0, -1, "", NULL),
+    CH("0\r\nX: a\n\r\n", 0, -1, "", NULL),
+    CH("0\r\nX: a\0\r\n\r\n", 0, -1, "", NULL),
+    CH("0\r\nX: a\rb\r\n\r\n", 0, -1, "", NULL),
 };
 
 typedef struct {
@@ -713,6 +921,7 @@ static void feed_protocol(const char *in, size_t len, const size_t *cuts, size_t
             out->rest_len = (size_t)r + (len - fed);
             memcpy(out->rest, base + body, (size_t)r);
             memcpy(out->rest + r, in + fed, len - fed);
+            r = (ssize_t)out->rest_len; /* as if all input had come at once */
         }
     }
     out->status = r;
@@ -744,6 +953,7 @@ static void feed_guarded(const char *in, size_t len, const size_t *cuts, size_t 
             out->rest_len = (size_t)r + (len - fed);
             memcpy(out->rest, b + n, (size_t)r);
             memcpy(out->rest + r, in + fed, len - fed);
+            r = (ssize_t)out->rest_len;
         }
     }
     out->status = r;
@@ -757,10 +967,7 @@ static void expect_feed(const chunk_case_t *c, size_t i, const char *how, const 
     }
     if (c->want == -1 || c->want == -3)
         return;
-    const size_t bl = c->want == -2 || c->want >= 0 ? strlen(c->body) : 0;
-    /* Bodies with NUL bytes: compare against the known length instead. */
-    const size_t want_bl = i == 12 ? 3 : bl;
-    if (f->body_len != want_bl || memcmp(f->body, c->body, want_bl) != 0)
+    if (f->body_len != c->body_len || memcmp(f->body, c->body, c->body_len) != 0)
         TEST_FAIL_("chunk case %zu (%s): body \"%.*s\", want \"%s\"", i, how, (int)f->body_len,
                    f->body, c->body);
     if (c->want >= 0) {
@@ -852,8 +1059,9 @@ static void test_chunked_misc(void)
     EXPECT_EQ(grace__chunked_decode(&h, big, &n, 10000), 0);
     EXPECT_EQ(n, 10000);
     EXPECT_EQ(h.total, 10000);
-    EXPECT_STRN(big + 9900, 100, "0000000000000000000000000000000000000000000000000000000000000"
-                                 "000000000000000000000000000000000000099");
+    char want[101];
+    sprintf(want, "%0100d", 99);
+    EXPECT_STRN(big + 9900, 100, want);
 }
 
 static void test_fuzz_chunked(void)
@@ -873,8 +1081,8 @@ static void test_fuzz_chunked(void)
         memcpy(in, seed, n);
         for (int m = (int)(rng() % 3) + 1; m > 0; m--) {
             const size_t at = (size_t)(rng() % n);
-            in[at] = rng() % 2 ? interesting[rng() % (sizeof interesting - 1)]
-                               : (char)(rng() & 0xff);
+            in[at] =
+                rng() % 2 ? interesting[rng() % (sizeof interesting - 1)] : (char)(rng() & 0xff);
         }
         cuts[0] = n;
         feed_guarded(in, n, cuts, 1, 64, &whole);
@@ -886,11 +1094,10 @@ static void test_fuzz_chunked(void)
                        bytewise.status, (int)n, in);
             continue;
         }
-        if (whole.status >= 0 &&
-            (whole.body_len != bytewise.body_len ||
-             memcmp(whole.body, bytewise.body, whole.body_len) != 0 ||
-             whole.rest_len != bytewise.rest_len ||
-             memcmp(whole.rest, bytewise.rest, whole.rest_len) != 0))
+        if (whole.status >= 0 && (whole.body_len != bytewise.body_len ||
+                                  memcmp(whole.body, bytewise.body, whole.body_len) != 0 ||
+                                  whole.rest_len != bytewise.rest_len ||
+                                  memcmp(whole.rest, bytewise.rest, whole.rest_len) != 0))
             TEST_FAIL_("fuzz: whole and bytewise decode differ for \"%.*s\"", (int)n, in);
     }
 }
@@ -905,26 +1112,16 @@ typedef struct {
 } url_case_t;
 
 static const url_case_t url_cases[] = {
-    {"abc", false, S("abc")},
-    {"", false, S("")},
-    {"a%20b", false, S("a b")},
-    {"%41%42", false, S("AB")},
-    {"%4a%4A%6f", false, S("JJo")},
-    {"%e2%82%AC", false, S("\xe2\x82\xac")},
-    {"a+b", true, S("a b")},
-    {"a+b", false, S("a+b")},
-    {"%2B+", true, S("+ ")},
-    {"%00x", false, S("\0x")},
-    {"%25", false, S("%")},
-    {"%252", false, S("%2")},
-    {"%", false, NULL, 0},
-    {"%4", false, NULL, 0},
-    {"abc%", false, NULL, 0},
-    {"abc%a", false, NULL, 0},
-    {"%4g", false, NULL, 0},
-    {"%g4", false, NULL, 0},
-    {"%%41", false, NULL, 0},
-    {"% 1", false, NULL, 0},
+    {"abc", false, S("abc")},       {"", false, S("")},
+    {"a%20b", false, S("a b")},     {"%41%42", false, S("AB")},
+    {"%4a%4A%6f", false, S("JJo")}, {"%e2%82%AC", false, S("\xe2\x82\xac")},
+    {"a+b", true, S("a b")},        {"a+b", false, S("a+b")},
+    {"%2B+", true, S("+ ")},        {"%00x", false, S("\0x")},
+    {"%25", false, S("%")},         {"%252", false, S("%2")},
+    {"%", false, NULL, 0},          {"%4", false, NULL, 0},
+    {"abc%", false, NULL, 0},       {"abc%a", false, NULL, 0},
+    {"%4g", false, NULL, 0},        {"%g4", false, NULL, 0},
+    {"%%41", false, NULL, 0},       {"% 1", false, NULL, 0},
     {"%+1", true, NULL, 0},
 };
 
@@ -944,8 +1141,8 @@ static void test_url_decode(void)
                 TEST_FAIL_("url case %zu (%s): returned %zd/%zd, want -1", i, c->in, r, r2);
             continue;
         }
-        if (r != (ssize_t)c->want_len || memcmp(out, c->want, c->want_len) != 0 ||
-            r2 != r || memcmp(inplace, c->want, c->want_len) != 0)
+        if (r != (ssize_t)c->want_len || memcmp(out, c->want, c->want_len) != 0 || r2 != r ||
+            memcmp(inplace, c->want, c->want_len) != 0)
             TEST_FAIL_("url case %zu (%s): got %zd \"%.*s\"", i, c->in, r, (int)(r < 0 ? 0 : r),
                        out);
     }
