@@ -488,17 +488,71 @@ def run_wrk(ctx, cmd, duration):
         raise BenchError("cannot parse wrk output (%s):\n%s%s" % (e, p.stdout, p.stderr))
 
 
+def system_ticks():
+    """(busy, steal) clock ticks of all CPUs from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal ...
+    return v[0] + v[1] + v[2] + v[5] + v[6], (v[7] if len(v) > 7 else 0)
+
+
+def _self_cpu():
+    t = os.times()
+    return t.user + t.system, t.children_user + t.children_system
+
+
+def wait_quiet(ctx, window=0.5):
+    """Wait until nothing else uses the CPUs (other CPU < --quiet-threshold of one
+    CPU over `window` s), at most --quiet-timeout s.  Other programs on the machine
+    (builds, test suites) would otherwise distort the comparison."""
+    a = ctx.args
+    if a.quiet_timeout <= 0:
+        return True
+    deadline = time.monotonic() + a.quiet_timeout
+    waited = False
+    while True:
+        b0, _ = system_ticks()
+        s0, _ = _self_cpu()
+        time.sleep(window)
+        b1, _ = system_ticks()
+        s1, _ = _self_cpu()
+        other = (b1 - b0) / CLK_TCK - (s1 - s0)
+        if other < a.quiet_threshold * window:
+            if waited:
+                log("machine quiet again")
+            return True
+        if time.monotonic() >= deadline:
+            log("WARNING: machine still busy (%.0f%% of a CPU used by other programs); "
+                "measuring anyway" % (100 * other / window))
+            return False
+        if not waited:
+            log("other programs are using %.0f%% of a CPU; waiting up to %.0f s for quiet"
+                % (100 * other / window, a.quiet_timeout))
+            waited = True
+
+
 def measure(ctx, server, wrk_extra=()):
     """One wrk run against `server` with CPU/RSS accounting of its process tree."""
     server.check_alive()
+    quiet = wait_quiet(ctx)
     cmd = wrk_cmd(ctx, server.port, ctx.args.duration, wrk_extra)
     nproc_before = len(tree(server.pid))
     cs0 = tree_ctx_switches(server.pid)
+    self0, kids0 = _self_cpu()
+    busy0, steal0 = system_ticks()
     cpu0 = tree_cpu_seconds(server.pid)
     r, raw = run_wrk(ctx, cmd, ctx.args.duration)
     cpu1 = tree_cpu_seconds(server.pid)
+    busy1, steal1 = system_ticks()
+    self1, kids1 = _self_cpu()
     cs1 = tree_ctx_switches(server.pid)
     server.check_alive()
+    r["wrk_cpu_s"] = kids1 - kids0
+    # CPU time used during the run by everything except the server, wrk and this script
+    r["other_cpu_s"] = max(0.0, (busy1 - busy0) / CLK_TCK - (cpu1 - cpu0)
+                           - (kids1 - kids0) - (self1 - self0))
+    r["steal_s"] = (steal1 - steal0) / CLK_TCK
+    r["quiet_before"] = quiet
     r["rss_mib"] = tree_rss_kib(server.pid) / 1024.0
     r["pss_mib"] = tree_pss_kib(server.pid) / 1024.0
     r["cpu_s"] = cpu1 - cpu0
@@ -591,6 +645,7 @@ METRICS = [  # key, label, format, note on the ratio
     ("cpu_s", "server CPU-seconds", "%.2f", ""),
     ("req_per_cpu_s", "requests/CPU-second", "%.0f", "higher is better"),
     ("ctxsw_per_req", "context switches/req", "%.3f", ""),
+    ("other_cpu_s", "other programs CPU-s", "%.2f", ""),
 ]
 RATIO_KEYS = ("rps", "req_per_cpu_s", "p99_ms", "rss_mib", "pss_mib")
 
@@ -757,6 +812,11 @@ def parse_args(argv):
     p.add_argument("--wrk-timeout", type=float, default=2.0, help="wrk --timeout seconds")
     p.add_argument("--scenarios", default=",".join(s.name for s in SCENARIOS),
                    help="comma-separated subset of: " + ", ".join(s.name for s in SCENARIOS))
+    p.add_argument("--quiet-timeout", type=float, default=10 if quick else 120,
+                   help="before each run, wait up to this many seconds for other programs "
+                        "to stop using the CPUs (0 = don't wait)")
+    p.add_argument("--quiet-threshold", type=float, default=0.10,
+                   help="'quiet' = other programs use less than this fraction of one CPU")
     p.add_argument("--server-cpu", default="0", help="CPU list for the servers (taskset -c)")
     p.add_argument("--client-cpu", default="1", help="CPU list for wrk (taskset -c)")
     p.add_argument("--hello", default=DEFAULT_HELLO, help="grace example binary")
@@ -823,9 +883,10 @@ def run(args):
                     r = sc.func(ctx, srv)
                     runs[srv.name].append(r)
                     log("%s round %d/%d %-5s %9.0f req/s  p99 %7.3f ms  cpu %5.2f s  "
-                        "%8.0f req/cpu-s  rss %6.1f MiB  errors %d"
+                        "%8.0f req/cpu-s  rss %6.1f MiB  errors %d  other %.2f cpu-s"
                         % (sc.name, rnd, args.rounds, srv.name, r["rps"], r["p99_ms"],
-                           r["cpu_s"], r["req_per_cpu_s"] or 0, r["rss_mib"], r["errors"]))
+                           r["cpu_s"], r["req_per_cpu_s"] or 0, r["rss_mib"], r["errors"],
+                           r["other_cpu_s"]))
             med = {k: summarize(v) for k, v in runs.items()}
             report["scenarios"].append({
                 "name": sc.name, "description": sc.description,

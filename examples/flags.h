@@ -40,8 +40,8 @@ enum {
 };
 
 typedef struct {
-    const char *prog;  /* argv[0], for messages */
-    const char *host;  /* NULL: every address */
+    const char *prog; /* argv[0], for messages */
+    const char *host; /* NULL: every address */
     int ports[EX_MAX_PORTS];
     size_t n_ports;
     grace_server_options_t opt;

@@ -57,8 +57,7 @@ int main(int argc, char **argv)
 {
     static const int default_ports[] = {8100, 8200, 8300, 8400};
     ex_flags_t f;
-    ex_parse_flags(argc, argv, &f, "--ports", default_ports, 4,
-                   "multi [--ports P1,P2,P3,P4]",
+    ex_parse_flags(argc, argv, &f, "--ports", default_ports, 4, "multi [--ports P1,P2,P3,P4]",
                    "Two servers in one process: s1 on P1,P2 and s2 on P3,P4.", 0);
     if (f.n_ports != 4) {
         fprintf(stderr, "%s: --ports needs exactly 4 ports (s1: first two, s2: last two)\n",

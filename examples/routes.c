@@ -95,14 +95,14 @@ int main(int argc, char **argv)
     static const int default_port = 8082;
     ex_flags_t f;
     ex_parse_flags(argc, argv, &f, "--port", &default_port, 1, "routes [--port N]",
-                   "Route patterns and middleware: /user/{id}, /files/..., POST:/form, ...",
-                   0);
+                   "Route patterns and middleware: /user/{id}, /files/..., POST:/form, ...", 0);
 
     grace_server_t *s = grace_server(NULL);
     if (s == NULL) {
         fprintf(stderr, "%s: out of memory\n", f.prog);
         return 1;
     }
+    /* clang-format off */
     static const struct {
         const char *pattern;
         grace_handler_cb fn;
@@ -116,9 +116,10 @@ int main(int argc, char **argv)
         {"GET:/only-get", handle_text, "get"},
         {"/private/data", handle_text, "data"},
     };
+    /* clang-format on */
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        int rc = grace_server_bind_handler(s, routes[i].pattern, routes[i].fn,
-                                           (void *)routes[i].text);
+        int rc =
+            grace_server_bind_handler(s, routes[i].pattern, routes[i].fn, (void *)routes[i].text);
         if (rc < 0) {
             fprintf(stderr, "%s: bind %s: %s\n", f.prog, routes[i].pattern, grace_strerror(rc));
             return 1;

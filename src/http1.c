@@ -3,16 +3,15 @@
  * decoder, percent-decoding and reason phrases (RFC 9112, RFC 9110).
  *
  * Design: like picohttpparser, the parser is stateless and works in place.
- * Each call rescans the head from the first byte in one pass, with a table
- * lookup per byte, and fills views into the caller's buffer; it allocates
- * nothing. Malformed bytes are rejected as soon as they are seen, so a prefix
- * of a bad request can already fail, but a prefix of a good request always
- * returns 0. It is strict on purpose: whatever another hop could read
- * differently (bare LF, obs-fold, CL with TE, odd lengths) is refused, because
- * that is how request smuggling starts. The chunked decoder, by contrast, is
- * a byte-level state machine that never needs to see a byte twice.
- * Invariants: no function here keeps state outside its arguments, so all are
- * thread-safe; none reads outside buf[0..len).
+ * Each call rescans the head from the first byte in one pass (a table lookup
+ * per byte, a word at a time over long values) and fills views into the
+ * caller's buffer; it allocates nothing. Malformed bytes are rejected as soon as they are seen, so
+ * a prefix of a bad request can already fail, but a prefix of a good request always returns 0. It
+ * is strict on purpose: whatever another hop could read differently (bare LF, obs-fold, CL with TE,
+ * odd lengths) is refused, because that is how request smuggling starts. The chunked decoder, by
+ * contrast, is a byte-level state machine that never needs to see a byte twice. Invariants: no
+ * function here keeps state outside its arguments, so all are thread-safe; none reads outside
+ * buf[0..len).
  */
 #include "internal.h"
 
@@ -79,8 +78,8 @@ static inline bool is_ows(char c)
  * zero byte" tricks (both exact for "any"); a word that might hold a byte
  * ending the run is left to the byte loop after it, so these only ever
  * return early, never wrong. Loads stay within [p, end). */
-#define ONES_ UINT64_C(0x0101010101010101)
-#define HIGHS_ UINT64_C(0x8080808080808080)
+static const uint64_t ONES = UINT64_C(0x0101010101010101);
+static const uint64_t HIGHS = UINT64_C(0x8080808080808080);
 
 static inline uint64_t load64(const char *p)
 {
@@ -91,12 +90,12 @@ static inline uint64_t load64(const char *p)
 
 static inline bool has_less(uint64_t x, unsigned n)
 {
-    return ((x - ONES_ * n) & ~x & HIGHS_) != 0;
+    return ((x - ONES * n) & ~x & HIGHS) != 0;
 }
 
 static inline bool has_byte(uint64_t x, unsigned b)
 {
-    return has_less(x ^ (ONES_ * b), 1);
+    return has_less(x ^ (ONES * b), 1);
 }
 
 /* Skip bytes 0x20-0x7E and 0x80-0xFF (field-value minus HTAB). */
@@ -116,15 +115,12 @@ static inline const char *skip_target_words(const char *p, const char *end)
 {
     while (end - p >= 8) {
         const uint64_t x = load64(p);
-        if ((x & HIGHS_) || has_less(x, 0x21) || has_byte(x, 0x7f))
+        if ((x & HIGHS) || has_less(x, 0x21) || has_byte(x, 0x7f))
             break;
         p += 8;
     }
     return p;
 }
-
-#undef HIGHS_
-#undef ONES_
 
 /* Value of a byte already known to be a HEXDIG. */
 static inline unsigned hex_value(char c)
@@ -629,8 +625,10 @@ enum { MAX_CHUNK_EXT = 4096, MAX_TRAILER = 8192, MAX_SIZE_DIGITS = 16 };
  *   }
  * -2 means every given byte was consumed: *len decoded bytes are at buf and
  * the decoder remembers where it is, so the next call gets only new bytes,
- * placed right after those decoded bytes. On -1 or -3 the decoder stays
- * failed and *len is meaningless.
+ * placed right after those decoded bytes. On -1 or -3 *len is meaningless
+ * and every later call returns -1. Besides bad syntax, -1 also answers a
+ * chunk-size of more than 16 digits, more than MAX_CHUNK_EXT bytes of
+ * extensions on one size line and a trailer section over MAX_TRAILER bytes.
  */
 ssize_t grace__chunked_decode(grace__chunked_t *d, char *buf, size_t *len, uint64_t max_body)
 {

@@ -66,19 +66,20 @@ typedef struct {
 } grace__http_request_t;
 
 /* Parse a request head (request line + header fields + empty line) at buf.
- * max_headers: capacity of req->headers (set by the caller before calling).
+ * On entry req->headers points to the caller's array and req->n_headers
+ * holds its capacity; on return n_headers is the count.
  * max_head_bytes: the limit of request line + headers.
  * Returns:
  *   > 0  complete: number of bytes of the head (body starts there);
- *   0    incomplete: call again with more data (also if len exceeds nothing);
+ *   0    incomplete (and len <= max_head_bytes): call again with more data;
  *   < 0  malformed: minus the HTTP status to answer, then close:
  *        -400 syntax, bare CR/LF misuse, obs-fold, invalid characters, bad or
  *             conflicting Content-Length, Content-Length with
  *             Transfer-Encoding, missing Host on HTTP/1.1, duplicate Host;
  *        -414 request line longer than max_head_bytes;
  *        -431 head longer than max_head_bytes or more than max_headers fields;
- *        -501 a Transfer-Encoding other than chunked (or chunked not last),
- *             or a method that is not a token we accept;
+ *        -501 a Transfer-Encoding other than chunked (or chunked not last);
+ *             any token is accepted as a method (routing decides);
  *        -505 HTTP version other than 1.0/1.1.
  * Leading empty lines (CRLF) before the request line are skipped (RFC 9112
  * 2.2); their bytes are included in the count returned. */

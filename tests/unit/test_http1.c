@@ -713,6 +713,54 @@ static void test_limits(void)
     EXPECT_EQ(req.headers[1].value.len, 9000);
 }
 
+/* The target and field values are skipped a word at a time: put every
+ * kind of byte at every offset of a long run, so each lane of a word and
+ * the byte-wise tail after it are both exercised. */
+static void test_word_scan(void)
+{
+    static const unsigned char bytes[] = {0x00, 0x01, '\t', '\n', '\r', 0x1f, ' ',  '!',
+                                          '~',  0x7f, 0x80, 0xa0, 0xfe, 0xff, 0x20, 0x21};
+    grace__http_request_t req;
+    char in[256];
+
+    for (size_t b = 0; b < sizeof bytes; b++) {
+        const unsigned char c = bytes[b];
+        const bool value_ok = c == '\t' || (c >= 0x20 && c != 0x7f);
+        const bool target_ok = c >= 0x21 && c <= 0x7e;
+        for (size_t at = 0; at < 40; at++) {
+            /* Value: "X: " + 40 'v' with byte c at offset at (a leading or
+             * trailing SP/HTAB is trimmed, not part of the value). */
+            size_t n = (size_t)sprintf(in, "GET / HTTP/1.1\r\nHost: a\r\nX: ");
+            char *v = in + n;
+            memset(v, 'v', 40);
+            v[at] = (char)c;
+            n += 40;
+            n += (size_t)sprintf(in + n, "\r\n\r\n");
+            int r = parse_n(in, n, DEFAULT_MAX, DEFAULT_CAP, &req);
+            if (value_ok ? r != (int)n : r != -400)
+                TEST_FAIL_("value byte 0x%02x at %zu: %d", c, at, r);
+            const bool trimmed = (c == ' ' || c == '\t') && (at == 0 || at == 39);
+            if (value_ok && r > 0 && req.headers[1].value.len != (trimmed ? 39u : 40u))
+                TEST_FAIL_("value byte 0x%02x at %zu: length %zu", c, at, req.headers[1].value.len);
+            /* The same run cut right after the byte: incomplete or -400. */
+            r = parse_n(in, (size_t)(v - in) + at + 1, DEFAULT_MAX, DEFAULT_CAP, &req);
+            if (r != (value_ok || c == '\r' ? 0 : -400))
+                TEST_FAIL_("value byte 0x%02x at %zu, cut: %d", c, at, r);
+
+            /* Target: "/" + 40 't' with byte c at offset at. */
+            n = (size_t)sprintf(in, "GET /");
+            char *t = in + n;
+            memset(t, 't', 40);
+            t[at] = (char)c;
+            n += 40;
+            n += (size_t)sprintf(in + n, " HTTP/1.1\r\nHost: a\r\n\r\n");
+            r = parse_n(in, n, DEFAULT_MAX, DEFAULT_CAP, &req);
+            if (target_ok ? r != (int)n || req.target.len != 41 : r != -400)
+                TEST_FAIL_("target byte 0x%02x at %zu: %d", c, at, r);
+        }
+    }
+}
+
 /* Fields the parser derives must not leak from one call into the next. */
 static void test_fields_reset(void)
 {
@@ -857,6 +905,7 @@ static const chunk_case_t chunk_cases[] = {
     /* Too large. */
     CH("5\r\nhello\r\n0\r\n\r\n", 4, -3, "", NULL),
     CH("3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n", 5, -3, "abc", NULL),
+    CH("6\r\nhello!", 5, -3, "", NULL), /* refused at the size, before any data */
     CH("ffffffffffffffff\r\n", 0, -3, "", NULL),
     CH("1000000000", 0, -3, "", NULL),
     /* Malformed. */
@@ -1169,6 +1218,6 @@ static void test_status_text(void)
 }
 
 TEST_MAIN(TEST(test_valid_requests), TEST(test_valid_prefixes), TEST(test_malformed_requests),
-          TEST(test_limits), TEST(test_fields_reset), TEST(test_fuzz_parser),
+          TEST(test_limits), TEST(test_word_scan), TEST(test_fields_reset), TEST(test_fuzz_parser),
           TEST(test_chunked_table), TEST(test_chunked_misc), TEST(test_fuzz_chunked),
           TEST(test_url_decode), TEST(test_status_text))
