@@ -17,7 +17,32 @@
  * 404 and 405 included; one on prefix "/private" answers 403 "forbidden"
  * unless the request has "X-Token: secret".
  *
- * Run `routes --port 8082`. Every answer ends with a newline (gf's Writeln).
+ * Responses (what a handler can do with grace_response_t):
+ *
+ *   /stream          streaming: "part 1\n", flush, "part 2\n", flush, then
+ *                    "part 3\n" sent when the handler returns. HTTP/1.1 gets
+ *                    it chunked; HTTP/1.0 gets it close-delimited.
+ *   /stream-len      "Content-Length: 12" set first, then "hello ", flush,
+ *                    "world\n": streaming with a fixed length, not chunked.
+ *   /json            201 {"ok":true} via grace_response_json().
+ *   /json-string?s=  the query parameter s as a JSON string literal
+ *                    (grace_response_write_json_string(): quotes, backslashes
+ *                    and control characters escaped, invalid UTF-8 -> U+FFFD).
+ *   /query?a=&b=     "a=<a>|b=<b>|missing=<length of absent parameter c>",
+ *                    parameters '+'- and %XX-decoded.
+ *   /status/{code}   status <code> (204, 304, 418, ...) with body "x"; grace
+ *                    drops the body (and Content-Length) for 204 and 304.
+ *   /fail            the handler returns -1 having written nothing: 500.
+ *   /headers         "X-One: 1", two "Set-Cookie" (add_header keeps both),
+ *                    "X-Rep" set twice (set_header replaces: "new"), and a
+ *                    value with CRLF that grace must refuse: body "einval=1"
+ *                    when set_header returned GRACE_EINVAL, else "einval=0".
+ *   /close           "Connection: close": grace closes after the answer.
+ *   /client          "<client ip> <HTTP minor version>", e.g. "127.0.0.1 1".
+ *
+ * Run `routes --port 8082`. The route answers above the "Responses" list end
+ * with a newline (gf's Writeln); the response routes write exactly what is
+ * shown.
  */
 #include "grace.h"
 #include "flags.h"
@@ -65,6 +90,142 @@ static int handle_form(grace_request_t *req, grace_response_t *res, void *user)
 {
     (void)user;
     return write_line(res, "posted ", grace_request_body(req));
+}
+
+/* ---- Responses -------------------------------------------------------------- */
+
+/* Write a NUL-terminated string. */
+static int write_str(grace_response_t *res, const char *s)
+{
+    return grace_response_write(res, s, strlen(s));
+}
+
+/* Three parts, the first two flushed as they are written: the head goes out
+ * with the first flush (chunked for HTTP/1.1), the last part when the
+ * handler returns. */
+static int handle_stream(grace_request_t *req, grace_response_t *res, void *user)
+{
+    (void)req;
+    (void)user;
+    int rc = write_str(res, "part 1\n");
+    if (rc >= 0)
+        rc = grace_response_flush(res);
+    if (rc >= 0)
+        rc = write_str(res, "part 2\n");
+    if (rc >= 0)
+        rc = grace_response_flush(res);
+    if (rc >= 0)
+        rc = write_str(res, "part 3\n");
+    return rc < 0 ? rc : 0;
+}
+
+/* Streaming with a length known in advance: no chunked coding. */
+static int handle_stream_len(grace_request_t *req, grace_response_t *res, void *user)
+{
+    (void)req;
+    (void)user;
+    int rc = grace_response_set_header(res, "Content-Length", "12");
+    if (rc >= 0)
+        rc = write_str(res, "hello ");
+    if (rc >= 0)
+        rc = grace_response_flush(res);
+    if (rc >= 0)
+        rc = write_str(res, "world\n");
+    return rc < 0 ? rc : 0;
+}
+
+static int handle_json(grace_request_t *req, grace_response_t *res, void *user)
+{
+    (void)req;
+    (void)user;
+    return grace_response_json(res, 201, "{\"ok\":true}");
+}
+
+static int handle_json_string(grace_request_t *req, grace_response_t *res, void *user)
+{
+    (void)user;
+    grace_str_t s = grace_request_query(req, "s");
+    int rc = grace_response_set_header(res, "Content-Type", "application/json");
+    if (rc >= 0)
+        rc = grace_response_write_json_string(res, s.ptr ? s.ptr : "", s.len);
+    return rc;
+}
+
+static int handle_query(grace_request_t *req, grace_response_t *res, void *user)
+{
+    (void)user;
+    grace_str_t a = grace_request_query(req, "a");
+    grace_str_t b = grace_request_query(req, "b");
+    grace_str_t c = grace_request_query(req, "c"); /* never sent by the tests */
+    return grace_response_writef(res, "a=%.*s|b=%.*s|missing=%zu", (int)a.len,
+                                 a.ptr ? a.ptr : "", (int)b.len, b.ptr ? b.ptr : "", c.len);
+}
+
+/* Any status from the path; "x" as the body, which grace must not send for
+ * 204 and 304 (nor for HEAD). A bad code gets 400. */
+static int handle_status(grace_request_t *req, grace_response_t *res, void *user)
+{
+    (void)user;
+    grace_str_t p = grace_request_param(req, "code");
+    int code = 0;
+    for (size_t i = 0; i < p.len; i++) {
+        if (p.ptr[i] < '0' || p.ptr[i] > '9' || code > 999) {
+            code = -1;
+            break;
+        }
+        code = code * 10 + (p.ptr[i] - '0');
+    }
+    if (p.len == 0 || code < 0 || grace_response_set_status(res, code) < 0) {
+        grace_response_set_status(res, 400);
+        return grace_response_writeln(res, "bad status");
+    }
+    return write_str(res, "x");
+}
+
+/* A handler failing before it wrote anything: grace answers 500. */
+static int handle_fail(grace_request_t *req, grace_response_t *res, void *user)
+{
+    (void)req;
+    (void)res;
+    (void)user;
+    return -1;
+}
+
+static int handle_headers(grace_request_t *req, grace_response_t *res, void *user)
+{
+    (void)req;
+    (void)user;
+    int rc = grace_response_set_header(res, "X-One", "1");
+    if (rc >= 0)
+        rc = grace_response_add_header(res, "Set-Cookie", "a=1");
+    if (rc >= 0)
+        rc = grace_response_add_header(res, "Set-Cookie", "b=2");
+    if (rc >= 0)
+        rc = grace_response_set_header(res, "X-Rep", "old");
+    if (rc >= 0)
+        rc = grace_response_set_header(res, "X-Rep", "new");
+    if (rc < 0)
+        return rc;
+    /* Response splitting must be impossible: CR/LF in a value is refused. */
+    int bad = grace_response_set_header(res, "X-Bad", "a\r\nInjected: yes");
+    return write_str(res, bad == GRACE_EINVAL ? "einval=1" : "einval=0");
+}
+
+static int handle_close(grace_request_t *req, grace_response_t *res, void *user)
+{
+    (void)req;
+    (void)user;
+    int rc = grace_response_set_header(res, "Connection", "close");
+    if (rc >= 0)
+        rc = write_str(res, "bye");
+    return rc;
+}
+
+static int handle_client(grace_request_t *req, grace_response_t *res, void *user)
+{
+    (void)user;
+    return grace_response_writef(res, "%s %d", grace_request_client_ip(req),
+                                 grace_request_http_minor(req));
 }
 
 /* Global middleware: mark every answer, then let the chain run. */
@@ -115,6 +276,16 @@ int main(int argc, char **argv)
         {"POST:/form", handle_form, NULL},
         {"GET:/only-get", handle_text, "get"},
         {"/private/data", handle_text, "data"},
+        {"/stream", handle_stream, NULL},
+        {"/stream-len", handle_stream_len, NULL},
+        {"/json", handle_json, NULL},
+        {"/json-string", handle_json_string, NULL},
+        {"/query", handle_query, NULL},
+        {"/status/{code}", handle_status, NULL},
+        {"/fail", handle_fail, NULL},
+        {"/headers", handle_headers, NULL},
+        {"/close", handle_close, NULL},
+        {"/client", handle_client, NULL},
     };
     /* clang-format on */
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {

@@ -65,7 +65,11 @@ GRACE_API const char *grace_version_string(void);
     XX(EBADADDR, -1001, "bad listen address")                                                      \
     XX(EBADPATTERN, -1002, "bad route pattern")                                                    \
     XX(ENOLISTEN, -1003, "server has no address to listen on")                                     \
-    XX(ESENT, -1004, "response headers already sent")
+    XX(ESENT, -1004, "response headers already sent")                                             \
+    XX(ENOTREADY, -1005, "new process did not become ready in time")                              \
+    XX(ECHILDEXIT, -1006, "new process exited before it was ready")                               \
+    XX(EBADEXE, -1007, "executable not allowed or not executable")                               \
+    XX(EBUSY, -16, "a restart is already in progress")
 
 typedef enum {
 #define GRACE_XX_(name, val, text) GRACE_##name = (val),
@@ -279,6 +283,103 @@ GRACE_API void grace_wait(void);
 /* Graceful shutdown of every server (see grace_server_shutdown()). Safe from
  * any thread, including a handler. */
 GRACE_API void grace_shutdown_all(void);
+
+/* ---- Restart (SPEC G1-G5, G7, G8, B1, B2) ---------------------------------
+ * One restart restarts every server of the process.
+ *
+ * Graceful restart (self-replacing, gf v2): a new process of the program is
+ * started with the same argv, working directory and stdio; it inherits every
+ * listening socket (no TCP port, no file: descriptors and an environment
+ * variable), and its servers take them over by server name and address. When
+ * the new process is ready (it calls grace_wait(), grace_server_run() or
+ * grace_ready()), the old one stops accepting, finishes its requests in
+ * flight (keep-alive connections get "Connection: close"), and exits when
+ * grace_wait() returns in it. If the new process cannot start, exits, or is
+ * not ready within graceful_timeout_ms, the old one keeps serving (rollback).
+ *
+ * Full restart: the servers stop accepting and drain, their sockets close,
+ * and the program is executed afresh in the same process (same PID), binding
+ * its ports again. Requests cannot pass over; this is what a restart does
+ * when graceful mode is off. */
+typedef struct {
+    int graceful;                        /* 1: restarts are graceful; 0 (default): full */
+    int64_t graceful_timeout_ms;         /* new process must be ready within: 30000 */
+    int64_t graceful_shutdown_timeout_ms; /* drain limit of an old process: 5000 */
+    int max_draining;                    /* old processes draining at once: 2 */
+} grace_restart_options_t;
+
+/* Set the process's restart options (zero fields keep defaults). Call before
+ * the first server starts. Returns 0 or GRACE_EINVAL. */
+GRACE_API int grace_set_restart_options(const grace_restart_options_t *opt);
+GRACE_API void grace_get_restart_options(grace_restart_options_t *out);
+
+/* Restart the process: graceful when graceful mode is on, otherwise full.
+ * new_exe_path: NULL or "" restarts the running executable (as found on
+ * disk now, so a binary replaced in place is picked up); otherwise that file
+ * (SPEC G4). It must be an executable regular file: GRACE_EBADEXE if not.
+ * Graceful: blocks until the new process is ready (returns its PID, > 0) or
+ * the restart failed and was rolled back (GRACE_ECHILDEXIT, GRACE_ENOTREADY,
+ * GRACE_EBADEXE, -errno); at most one restart runs at a time (GRACE_EBUSY).
+ * Full: returns 0 at once; the drain and re-exec happen in the background.
+ * Callable from any thread, including a handler. */
+GRACE_API int grace_restart(const char *new_exe_path);
+/* Always graceful (gf v1's Reload); GRACE_ESTATE if graceful mode is off. */
+GRACE_API int grace_reload(const char *new_exe_path);
+/* Always a full restart (SIGUSR2). */
+GRACE_API int grace_restart_full(const char *new_exe_path);
+/* The server-level names of gf (s.Restart(), s.Reload()): the whole process
+ * restarts, as in gf. */
+GRACE_API int grace_server_restart(grace_server_t *s, const char *new_exe_path);
+GRACE_API int grace_server_reload(grace_server_t *s, const char *new_exe_path);
+
+/* Tell the parent of a graceful restart that this process serves. Called by
+ * grace_wait() and grace_server_run() for you; call it yourself only if your
+ * program never calls them. Inherited sockets no server took are closed.
+ * Does nothing in a process not started by a restart. */
+GRACE_API void grace_ready(void);
+
+/* Process facts for status pages. */
+GRACE_API int64_t grace_uptime_ms(void);
+GRACE_API const char *grace_executable_path(void); /* of the running process */
+/* Requests being answered right now by server s. */
+GRACE_API long grace_server_inflight(const grace_server_t *s);
+/* Number of listen addresses of s; the i-th's text (":8199") and scheme
+ * ("http"). Strings live as long as the server. */
+GRACE_API size_t grace_server_address_count(const grace_server_t *s);
+GRACE_API const char *grace_server_address(const grace_server_t *s, size_t i);
+/* Call fn for every server of the process, in creation order. */
+GRACE_API void grace_servers_foreach(void (*fn)(grace_server_t *s, void *user), void *user);
+
+/* ---- Admin (SPEC A1-A3, B4) ----------------------------------------------
+ * enable_admin registers, under pattern (default "/debug/admin"):
+ *   pattern            an HTML page: PID, executable, uptime, servers and
+ *                      addresses, requests in flight, restart/shutdown links
+ *   pattern/status     the same as JSON, for programs
+ *   pattern/restart    restart (graceful if enabled); ?newExeFilePath=PATH
+ *   pattern/reload     the same (gf v1's name)
+ *   pattern/shutdown   graceful shutdown of every server
+ * A restart answers after the outcome is known: the new PID, or why it
+ * failed. Safe by default: requests are refused (403) unless they come from
+ * a trusted network (loopback by default) -- or, when a token or an auth hook
+ * is configured, unless they pass it; cross-site requests (Fetch Metadata
+ * Sec-Fetch-Site, Origin) are refused; newExeFilePath must resolve to an
+ * executable in the running executable's directory or in allowed_exe_dirs. */
+
+/* Auth hook: return true to allow the admin request. */
+typedef bool (*grace_admin_auth_cb)(grace_request_t *req, void *user);
+
+typedef struct {
+    const char *pattern;                  /* NULL: "/debug/admin" */
+    const char *token;                    /* if set: "Authorization: Bearer T" or ?token=T required */
+    grace_admin_auth_cb auth;             /* if set: decides instead of the network check */
+    void *auth_user;
+    const char *const *trusted_networks;  /* NULL-terminated CIDRs; NULL: 127.0.0.0/8, ::1/128 */
+    const char *const *allowed_exe_dirs;  /* NULL-terminated extra directories for newExeFilePath */
+} grace_admin_options_t;
+
+/* gf's EnableAdmin: pattern NULL or "" for "/debug/admin". */
+GRACE_API int grace_server_enable_admin(grace_server_t *s, const char *pattern);
+GRACE_API int grace_server_enable_admin_ex(grace_server_t *s, const grace_admin_options_t *opt);
 
 /* ---- Log ----------------------------------------------------------------
  * grace logs to stderr in gf's shape, one line per write(2) so lines from

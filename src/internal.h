@@ -177,6 +177,7 @@ typedef struct {
     socklen_t addr_len;
     int port; /* bound port */
     bool all_addrs;
+    bool inherited; /* taken over from the process before a restart */
 } grace__listener_t;
 
 typedef struct {
@@ -202,6 +203,7 @@ struct grace_server {
     size_t n_listeners;
     _Atomic int state;
     atomic_long n_conns;       /* open connections */
+    atomic_long n_inflight;    /* requests inside the handler chain */
     atomic_uint_fast64_t released_mask; /* loops that dropped the listeners (drain) */
     atomic_bool listeners_closed;        /* every loop dropped them; fds closed */
     struct grace_server *next; /* process list */
@@ -265,6 +267,21 @@ const grace_request_t *grace__conn_request(const grace__conn_t *c);
 /* server.c */
 void grace__server_conn_closed(grace_server_t *s); /* after n_conns-- */
 void grace__server_listeners_released(grace_server_t *s);
+
+/* server.c: drain every running server (no log line); stop waiting for
+ * connections (drain limit passed, or a second shutdown signal); wait until
+ * every server stopped. */
+void grace__drain_all(void);
+void grace__force_stop(const char *why);
+void grace__wait_stopped(void);
+
+/* restart.c */
+int grace__inherit_take(const char *server, const char *spec); /* fd or -1 */
+void grace__drain_begin(void);      /* start the graceful_shutdown_timeout clock */
+bool grace__is_draining(void);
+void grace__drain_tick(int64_t now); /* monitor thread, every tick */
+bool grace__full_restart_pending(void);
+void grace__on_restart_signal(int sig); /* SIGUSR1 / SIGUSR2 */
 
 /* request.c: route and run the chain for req (head parsed, body read). */
 void grace__request_dispatch(grace_request_t *req, grace_response_t *res);

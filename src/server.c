@@ -262,9 +262,45 @@ int grace_use_global(grace_middleware_cb fn, void *user)
 
 /* ---- Listening ------------------------------------------------------------ */
 
+/* Text for logs: ":8199" for every address, "127.0.0.1:8199", "[::1]:8199". */
+static void show_address(grace__listener_t *l)
+{
+    if (l->all_addrs) {
+        snprintf(l->shown, sizeof l->shown, ":%d", l->port);
+        return;
+    }
+    char host[INET6_ADDRSTRLEN];
+    const void *a = l->addr.ss_family == AF_INET6
+                        ? (const void *)&((struct sockaddr_in6 *)&l->addr)->sin6_addr
+                        : (const void *)&((struct sockaddr_in *)&l->addr)->sin_addr;
+    inet_ntop(l->addr.ss_family, a, host, sizeof host);
+    snprintf(l->shown, sizeof l->shown, l->addr.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", host,
+             l->port);
+}
+
+static void read_bound_port(grace__listener_t *l, int fd)
+{
+    struct sockaddr_storage got;
+    socklen_t got_len = sizeof got;
+    if (getsockname(fd, (struct sockaddr *)&got, &got_len) == 0)
+        l->port = ntohs(got.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&got)->sin6_port
+                                                  : ((struct sockaddr_in *)&got)->sin_port);
+}
+
 static int open_listener(grace__listener_t *l)
 {
     int fd = -1, r, one = 1;
+    /* After a graceful restart the socket is already open: the old process
+     * handed it over, with its queue of connections. */
+    fd = grace__inherit_take(l->server->name, l->spec);
+    if (fd >= 0) {
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+        l->inherited = true;
+        read_bound_port(l, fd);
+        show_address(l);
+        l->fd = fd;
+        return 0;
+    }
     if (l->all_addrs) {
         /* ":port" means every address: one dual-stack IPv6 socket, or IPv4
          * alone on hosts without IPv6. */
@@ -300,22 +336,8 @@ static int open_listener(grace__listener_t *l)
         close(fd);
         return r;
     }
-    struct sockaddr_storage got;
-    socklen_t got_len = sizeof got;
-    if (getsockname(fd, (struct sockaddr *)&got, &got_len) == 0)
-        l->port = ntohs(got.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&got)->sin6_port
-                                                  : ((struct sockaddr_in *)&got)->sin_port);
-    if (l->all_addrs) {
-        snprintf(l->shown, sizeof l->shown, ":%d", l->port);
-    } else {
-        char host[INET6_ADDRSTRLEN];
-        const void *a = l->addr.ss_family == AF_INET6
-                            ? (const void *)&((struct sockaddr_in6 *)&l->addr)->sin6_addr
-                            : (const void *)&((struct sockaddr_in *)&l->addr)->sin_addr;
-        inet_ntop(l->addr.ss_family, a, host, sizeof host);
-        snprintf(l->shown, sizeof l->shown, l->addr.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d",
-                 host, l->port);
-    }
+    read_bound_port(l, fd);
+    show_address(l);
     l->fd = fd;
     return 0;
 }
@@ -354,7 +376,8 @@ int grace_server_start(grace_server_t *s)
     pthread_mutex_unlock(&grace__proc.mu);
     for (size_t i = 0; i < s->n_listeners; i++) {
         grace__engine_add_listener(&s->listeners[i]);
-        grace_log("http server started listening on [%s]", s->listeners[i].shown);
+        grace_log("http server %s listening on [%s]",
+                  s->listeners[i].inherited ? "reloaded" : "started", s->listeners[i].shown);
     }
     return 0;
 }
@@ -392,8 +415,23 @@ int grace_server_shutdown(grace_server_t *s)
     return 0;
 }
 
+void grace__drain_all(void)
+{
+    /* The list only grows, at its head, so walking it unlocked is safe. */
+    pthread_mutex_lock(&grace__proc.mu);
+    grace_server_t *head = grace__proc.servers;
+    pthread_mutex_unlock(&grace__proc.mu);
+    for (grace_server_t *s = head; s; s = s->next)
+        grace_server_shutdown(s);
+}
+
 void grace_shutdown_all(void)
 {
+    if (grace__is_draining()) {
+        /* Asked again while draining: the operator wants it over now. */
+        grace__force_stop("shutdown requested again while draining");
+        return;
+    }
     pthread_mutex_lock(&grace__proc.mu);
     bool any = false;
     for (grace_server_t *s = grace__proc.servers; s; s = s->next)
@@ -401,12 +439,8 @@ void grace_shutdown_all(void)
     pthread_mutex_unlock(&grace__proc.mu);
     if (any)
         grace_log("server shutting down");
-    /* The list only grows, at its head, so walking it unlocked is safe. */
-    pthread_mutex_lock(&grace__proc.mu);
-    grace_server_t *head = grace__proc.servers;
-    pthread_mutex_unlock(&grace__proc.mu);
-    for (grace_server_t *s = head; s; s = s->next)
-        grace_server_shutdown(s);
+    grace__drain_begin();
+    grace__drain_all();
 }
 
 /* A server is down when its listeners are closed in every loop and its last
@@ -437,10 +471,44 @@ void grace__server_listeners_released(grace_server_t *s)
     maybe_stopped(s);
 }
 
-void grace_wait(void)
+void grace__force_stop(const char *why)
+{
+    pthread_mutex_lock(&grace__proc.mu);
+    long conns = 0;
+    for (grace_server_t *s = grace__proc.servers; s; s = s->next)
+        conns += atomic_load(&s->n_conns);
+    grace_log("%s: closing %ld remaining connections", why, conns);
+    for (grace_server_t *s = grace__proc.servers; s; s = s->next) {
+        int st = atomic_load(&s->state);
+        while ((st == GRACE__SRV_RUNNING || st == GRACE__SRV_DRAINING) &&
+               !atomic_compare_exchange_weak(&s->state, &st, GRACE__SRV_STOPPED))
+            ;
+        if (st == GRACE__SRV_RUNNING || st == GRACE__SRV_DRAINING)
+            grace__proc.n_running--;
+    }
+    if (grace__proc.n_running == 0)
+        grace_log("all servers shutdown");
+    pthread_cond_broadcast(&grace__proc.cond);
+    pthread_mutex_unlock(&grace__proc.mu);
+}
+
+void grace__wait_stopped(void)
 {
     pthread_mutex_lock(&grace__proc.mu);
     while (grace__proc.n_running > 0)
+        pthread_cond_wait(&grace__proc.cond, &grace__proc.mu);
+    pthread_mutex_unlock(&grace__proc.mu);
+}
+
+void grace_wait(void)
+{
+    /* Waiting means every server the program wanted is started: tell the
+     * process that restarted us (if any) that we serve. */
+    grace_ready();
+    pthread_mutex_lock(&grace__proc.mu);
+    /* A full restart re-executes the program from a grace thread once the
+     * drain ends; returning here would let main() exit first. */
+    while (grace__proc.n_running > 0 || grace__full_restart_pending())
         pthread_cond_wait(&grace__proc.cond, &grace__proc.mu);
     pthread_mutex_unlock(&grace__proc.mu);
 }
@@ -475,6 +543,12 @@ static void *signal_thread(void *arg)
         case SIGTERM:
             grace_log("received signal %d (%s): graceful shutdown", b, strsignal(b));
             grace_shutdown_all();
+            break;
+        case SIGUSR1:
+        case SIGUSR2:
+            grace_log("received signal %d (%s): %s restart", b, strsignal(b),
+                      b == SIGUSR1 ? "graceful" : "full");
+            grace__on_restart_signal(b);
             break;
         default:
             grace_log("received signal %d (%s): ignored", b, strsignal(b));
@@ -519,4 +593,37 @@ static int start_signals(void)
 {
     pthread_once(&signals_once, init_signals);
     return signals_err;
+}
+
+/* ---- Facts for status pages ---------------------------------------------- */
+
+long grace_server_inflight(const grace_server_t *s)
+{
+    return atomic_load_explicit(&s->n_inflight, memory_order_relaxed);
+}
+
+size_t grace_server_address_count(const grace_server_t *s)
+{
+    return s->n_listeners;
+}
+
+const char *grace_server_address(const grace_server_t *s, size_t i)
+{
+    if (i >= s->n_listeners)
+        return NULL;
+    const grace__listener_t *l = &s->listeners[i];
+    return l->shown[0] ? l->shown : l->spec;
+}
+
+void grace_servers_foreach(void (*fn)(grace_server_t *s, void *user), void *user)
+{
+    /* Collect under the lock, call outside it: fn may call grace_server(). */
+    grace_server_t *list[256];
+    size_t n = 0;
+    pthread_mutex_lock(&grace__proc.mu);
+    for (grace_server_t *s = grace__proc.servers; s && n < 256; s = s->next)
+        list[n++] = s;
+    pthread_mutex_unlock(&grace__proc.mu);
+    while (n > 0) /* the list is newest first */
+        fn(list[--n], user);
 }

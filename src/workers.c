@@ -268,9 +268,11 @@ static void run_request(grace__conn_t *c, size_t consumed)
     req->path = path;
 
     int64_t t0 = c->server->opt.access_log ? grace__now_ms() : 0;
+    atomic_fetch_add_explicit(&c->server->n_inflight, 1, memory_order_relaxed);
     handler_enter();
     grace__request_dispatch(req, res);
     handler_leave();
+    atomic_fetch_sub_explicit(&c->server->n_inflight, 1, memory_order_relaxed);
 
     if (res->failed) { /* a streaming write failed: the peer is gone */
         c->close_after_write = true;
@@ -529,8 +531,13 @@ static void conn_event(grace__conn_t *c)
 static void do_accept(grace__loop_t *L, grace__listener_t *l)
 {
     grace_server_t *s = l->server;
+    /* A draining server keeps accepting until this loop has dropped its
+     * listeners: an EPOLLEXCLUSIVE wakeup taken here was not given to the
+     * new process after a restart, so the connection must not be left in
+     * the queue. */
+    uint_fast64_t bit = (uint_fast64_t)1 << L->id;
     for (int i = 0; i < ACCEPTS_PER_WAKE; i++) {
-        if (atomic_load(&s->state) != GRACE__SRV_RUNNING)
+        if (atomic_load(&s->released_mask) & bit)
             return;
         struct sockaddr_storage sa;
         socklen_t sa_len = sizeof sa;
@@ -644,9 +651,18 @@ static void maintenance(grace__loop_t *L)
         if (atomic_exchange(&c->busy, 1))
             continue; /* in use by a handler thread, or closed */
         bool idle = !c->req_started && c->out.len == c->out_off;
-        if (idle && atomic_load(&c->server->state) == GRACE__SRV_DRAINING) {
-            conn_close(c);
-            continue;
+        char peek;
+        if (idle && !c->lingering && atomic_load(&c->server->state) != GRACE__SRV_RUNNING &&
+            recv(c->fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) != 1) {
+            /* (A request already in the socket is not idle: its event is
+             * pending and it will be answered, with Connection: close.) */
+            /* FIN, then read until the client closes: a close() now would
+             * answer a request already on its way with a reset. A request
+             * that crosses the FIN is not answered; clients retry those
+             * (RFC 9112 9.3.1). */
+            shutdown(c->fd, SHUT_WR);
+            c->lingering = true;
+            c->deadline_ms = now + LINGER_MS;
         }
         if (now >= c->deadline_ms) {
             if (c->req_started && c->out.len == c->out_off && !c->lingering &&
@@ -781,6 +797,7 @@ static void *monitor_main(void *arg)
     for (;;) {
         nanosleep(&tick, NULL);
         int64_t now = grace__now_ms();
+        grace__drain_tick(now);
         for (int i = 0; i < eng.n_loops; i++) {
             grace__loop_t *L = &eng.loops[i];
             uint64_t seq = atomic_load_explicit(&L->busy_seq, memory_order_acquire);

@@ -53,7 +53,9 @@ def test_fifty_sleepers_do_not_block_pid(servers):
     assert r.content == f"{srv.pid}\n".encode()
     # /pid was answered while the sleepers were still sleeping: it did not
     # queue behind them.
-    assert not finished_before_pid, f"/pid answered only after sleepers ended: {finished_before_pid[:3]}"
+    assert not finished_before_pid, (
+        f"/pid answered only after sleepers ended: {finished_before_pid[:3]}"
+    )
 
     for t in threads:
         t.join(timeout=150)

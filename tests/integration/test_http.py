@@ -156,7 +156,8 @@ def test_pipelined_requests_answered_in_order(echo):
         c.send(
             simple_get("/p1")
             + b"POST /p2 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
-            + b"POST /p3 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nde\r\n0\r\n\r\n"
+            + b"POST /p3 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + b"2\r\nde\r\n0\r\n\r\n"
             + simple_get("/p4")
         )
         got = [parsed(c.read_response()) for _ in range(4)]
@@ -305,12 +306,18 @@ MALFORMED = [
     ("space_before_colon", b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400),
     ("double_space_in_request_line", b"GET  / HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     ("garbage_request_line", b"HELLO\r\n\r\n", 400),
-    ("transfer_encoding_gzip", b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+    (
+        "transfer_encoding_gzip",
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+        501,
+    ),
     ("http_2_0", b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
 ]
 
 
-@pytest.mark.parametrize("request_bytes,status", [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED])
+@pytest.mark.parametrize(
+    "request_bytes,status", [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED]
+)
 def test_malformed_request(echo, request_bytes, status):
     expect_error(echo, request_bytes, status)
 
@@ -341,7 +348,9 @@ def test_idle_keep_alive_connection_is_closed(servers):
 
 
 def test_connection_without_request_is_closed(servers):
-    srv = servers.start("echo", "--port", "0", "--idle-timeout-ms", "1000", "--read-timeout-ms", "1000")
+    srv = servers.start(
+        "echo", "--port", "0", "--idle-timeout-ms", "1000", "--read-timeout-ms", "1000"
+    )
     with RawConn(srv.port) as c:
         data = c.wait_closed(timeout=10)
         assert data == b"" or data.startswith(b"HTTP/1.1 408"), data
@@ -390,7 +399,7 @@ def test_trickling_clients_are_cut_and_do_not_block(servers):
                     received[s] += data
                 else:
                     open_socks.discard(s)
-        assert not open_socks, f"{len(open_socks)} of 20 trickling connections still open after 15 s"
+        assert not open_socks, f"{len(open_socks)} of 20 trickling connections open after 15 s"
         for data in received.values():
             assert data == b"" or data.startswith(b"HTTP/1.1 408"), data
         assert_still_serving(srv)

@@ -1,0 +1,658 @@
+/*
+ * restart.c -- graceful restart, full restart, drain limits, and the
+ * inherited-socket protocol between an old and a new process.
+ *
+ * Graceful restart, step by step (SPEC G1, G4, G5, B1, B2, B4):
+ *  1. The old process builds, before fork, everything the child needs: argv
+ *     (its own, from /proc/self/cmdline at start-up), the environment plus
+ *     GRACE_LISTEN_FDS ("fd|spec|server name" lines, one per listening
+ *     socket of every running server) and GRACE_READY_FD (the write end of a
+ *     pipe). No TCP port and no file: the descriptors are the channel.
+ *  2. fork(); the child clears FD_CLOEXEC on exactly those descriptors and
+ *     execs the executable (the same path, or new_exe_path). Between fork and
+ *     exec only async-signal-safe calls run.
+ *  3. The new process's servers take inherited sockets by (server name,
+ *     address) and bind only what they did not inherit; when the program
+ *     calls grace_wait() (or grace_ready()) it closes inherited sockets no
+ *     server took and writes "ready PID" on the pipe.
+ *  4. The old process, on "ready", drains: it keeps accepting until each of
+ *     its loops has dropped the listeners (an EPOLLEXCLUSIVE wakeup it took
+ *     must not strand a queued connection), answers requests in flight with
+ *     "Connection: close", closes idle connections with a FIN, and exits
+ *     when grace_wait() returns -- or when graceful_shutdown_timeout_ms
+ *     passes, cutting what is left.
+ *  5. If the child exits, or is not ready within graceful_timeout_ms (then
+ *     it is killed and reaped), the old process keeps serving (rollback).
+ * Full restart (G2) drains every server, then execs the program in place.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+enum { MAX_INHERITED = 256 };
+
+typedef struct {
+    int fd;
+    bool taken;
+    char spec[80];
+    char name[64];
+} inherited_t;
+
+/* Process facts and restart state: a deliberate singleton. */
+static struct {
+    pthread_mutex_t mu; /* one restart at a time; guards the fields below */
+    grace_restart_options_t opt;
+    int64_t start_ms;
+    char exe[4096];
+    char **argv; /* NULL-terminated copy of our argv */
+    inherited_t inh[MAX_INHERITED];
+    int n_inh;
+    int ready_fd;
+    bool ready_sent;
+    char draining_list[512]; /* "pid:starttime,..." of older draining processes */
+    atomic_int_fast64_t drain_deadline_ms; /* 0: not draining */
+    atomic_bool handed_over;               /* a new process serves: we only drain */
+    atomic_bool full_pending;              /* a full restart waits for the drain */
+} rs = {
+    .mu = PTHREAD_MUTEX_INITIALIZER,
+    .opt = {0, 30000, 5000, 2},
+    .ready_fd = -1,
+};
+
+/* ---- Start-up: facts and inherited sockets --------------------------------- */
+
+static void read_argv(void)
+{
+    int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    grace__buf_t b = {0};
+    char chunk[4096];
+    ssize_t n;
+    while ((n = read(fd, chunk, sizeof chunk)) > 0)
+        grace__buf_append(&b, chunk, (size_t)n);
+    close(fd);
+    size_t argc = 0;
+    for (size_t i = 0; i < b.len; i++)
+        argc += b.ptr[i] == '\0';
+    rs.argv = calloc(argc + 1, sizeof *rs.argv);
+    if (rs.argv == NULL) {
+        grace__buf_free(&b);
+        return;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < b.len && k < argc; k++) {
+        rs.argv[k] = strdup(b.ptr + i);
+        i += strlen(b.ptr + i) + 1;
+    }
+    grace__buf_free(&b);
+}
+
+static void parse_inherited(const char *env)
+{
+    /* "fd|spec|name\n..." */
+    while (env && *env && rs.n_inh < MAX_INHERITED) {
+        const char *eol = strchr(env, '\n');
+        size_t len = eol ? (size_t)(eol - env) : strlen(env);
+        char line[256];
+        if (len < sizeof line) {
+            memcpy(line, env, len);
+            line[len] = '\0';
+            char *bar1 = strchr(line, '|'), *bar2 = bar1 ? strchr(bar1 + 1, '|') : NULL;
+            char *end;
+            long fd = strtol(line, &end, 10);
+            if (bar2 && end == bar1 && fd >= 0) {
+                *bar1 = *bar2 = '\0';
+                inherited_t *in = &rs.inh[rs.n_inh];
+                int type = 0, listening = 0;
+                socklen_t l1 = sizeof type, l2 = sizeof listening;
+                /* Only a listening stream socket is taken; anything else is
+                 * not ours, and is left alone. */
+                if (getsockopt((int)fd, SOL_SOCKET, SO_TYPE, &type, &l1) == 0 &&
+                    getsockopt((int)fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &l2) == 0 &&
+                    type == SOCK_STREAM && listening) {
+                    in->fd = (int)fd;
+                    snprintf(in->spec, sizeof in->spec, "%s", bar1 + 1);
+                    snprintf(in->name, sizeof in->name, "%s", bar2 + 1);
+                    fcntl(in->fd, F_SETFD, FD_CLOEXEC);
+                    rs.n_inh++;
+                }
+            }
+        }
+        env += len + (eol != NULL);
+    }
+}
+
+/* Runs when the program loads, before main(): the executable path must be
+ * read before a deploy replaces the file, and the grace variables must leave
+ * the environment before the program can start children of its own. */
+__attribute__((constructor)) static void restart_init(void)
+{
+    rs.start_ms = grace__now_ms();
+    ssize_t n = readlink("/proc/self/exe", rs.exe, sizeof rs.exe - 1);
+    rs.exe[n > 0 ? n : 0] = '\0';
+    read_argv();
+    parse_inherited(getenv("GRACE_LISTEN_FDS"));
+    const char *rfd = getenv("GRACE_READY_FD");
+    if (rfd) {
+        int fd = atoi(rfd);
+        if (fd > 2 && fcntl(fd, F_GETFD) >= 0) {
+            fcntl(fd, F_SETFD, FD_CLOEXEC);
+            rs.ready_fd = fd;
+        }
+    }
+    const char *dl = getenv("GRACE_DRAINING");
+    if (dl)
+        snprintf(rs.draining_list, sizeof rs.draining_list, "%s", dl);
+    unsetenv("GRACE_LISTEN_FDS");
+    unsetenv("GRACE_READY_FD");
+    unsetenv("GRACE_DRAINING");
+}
+
+int grace__inherit_take(const char *server, const char *spec)
+{
+    pthread_mutex_lock(&rs.mu);
+    int fd = -1;
+    for (int i = 0; i < rs.n_inh && fd < 0; i++) {
+        inherited_t *in = &rs.inh[i];
+        if (!in->taken && strcmp(in->name, server) == 0 && strcmp(in->spec, spec) == 0) {
+            in->taken = true;
+            fd = in->fd;
+        }
+    }
+    pthread_mutex_unlock(&rs.mu);
+    return fd;
+}
+
+void grace_ready(void)
+{
+    pthread_mutex_lock(&rs.mu);
+    if (rs.ready_sent || rs.ready_fd < 0) {
+        rs.ready_sent = true;
+        pthread_mutex_unlock(&rs.mu);
+        return;
+    }
+    rs.ready_sent = true;
+    for (int i = 0; i < rs.n_inh; i++) {
+        if (!rs.inh[i].taken) {
+            grace_log("closing inherited socket [%s] of server %s: no server uses it",
+                      rs.inh[i].spec, rs.inh[i].name);
+            close(rs.inh[i].fd);
+            rs.inh[i].taken = true;
+        }
+    }
+    char msg[32];
+    int len = snprintf(msg, sizeof msg, "ready %ld\n", (long)getpid());
+    ssize_t w;
+    do
+        w = write(rs.ready_fd, msg, (size_t)len);
+    while (w < 0 && errno == EINTR);
+    close(rs.ready_fd);
+    rs.ready_fd = -1;
+    pthread_mutex_unlock(&rs.mu);
+}
+
+/* ---- Options and facts ------------------------------------------------------ */
+
+int grace_set_restart_options(const grace_restart_options_t *o)
+{
+    if (o == NULL || o->graceful_timeout_ms < 0 || o->graceful_shutdown_timeout_ms < 0 ||
+        o->max_draining < 0)
+        return GRACE_EINVAL;
+    pthread_mutex_lock(&rs.mu);
+    rs.opt.graceful = o->graceful != 0;
+    if (o->graceful_timeout_ms)
+        rs.opt.graceful_timeout_ms = o->graceful_timeout_ms;
+    if (o->graceful_shutdown_timeout_ms)
+        rs.opt.graceful_shutdown_timeout_ms = o->graceful_shutdown_timeout_ms;
+    if (o->max_draining)
+        rs.opt.max_draining = o->max_draining;
+    pthread_mutex_unlock(&rs.mu);
+    return 0;
+}
+
+void grace_get_restart_options(grace_restart_options_t *out)
+{
+    pthread_mutex_lock(&rs.mu);
+    *out = rs.opt;
+    pthread_mutex_unlock(&rs.mu);
+}
+
+int64_t grace_uptime_ms(void)
+{
+    return grace__now_ms() - rs.start_ms;
+}
+
+const char *grace_executable_path(void)
+{
+    return rs.exe;
+}
+
+/* ---- Drain limit -------------------------------------------------------------- */
+
+void grace__drain_begin(void)
+{
+    int64_t zero = 0;
+    int64_t deadline = grace__now_ms() + rs.opt.graceful_shutdown_timeout_ms;
+    atomic_compare_exchange_strong(&rs.drain_deadline_ms, &zero, deadline);
+}
+
+bool grace__is_draining(void)
+{
+    return atomic_load(&rs.drain_deadline_ms) != 0;
+}
+
+/* Called by the monitor thread every tick: past the drain limit, stop
+ * waiting for what is left; grace_wait() returns and the process exits,
+ * which closes the remaining connections. */
+void grace__drain_tick(int64_t now)
+{
+    int64_t deadline = atomic_load(&rs.drain_deadline_ms);
+    if (deadline == 0 || now < deadline)
+        return;
+    atomic_store(&rs.drain_deadline_ms, INT64_MAX); /* once */
+    grace__force_stop("graceful_shutdown_timeout passed");
+}
+
+/* ---- Spawning the new process ------------------------------------------------- */
+
+static bool is_executable_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
+}
+
+/* Start time of pid (field 22 of /proc/PID/stat), to tell a live process
+ * from a reused PID; 0 if gone. */
+static unsigned long long proc_start_time(long pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    if (p == NULL)
+        return 0;
+    unsigned long long start = 0;
+    /* After ")": state is field 3; starttime is field 22. */
+    int field = 2;
+    for (char *tok = strtok(p + 1, " "); tok; tok = strtok(NULL, " ")) {
+        if (++field == 22) {
+            start = strtoull(tok, NULL, 10);
+            break;
+        }
+    }
+    return start;
+}
+
+/* Older processes still draining, plus this one, as passed to the child;
+ * when there are more than max_draining, the oldest are told to finish now
+ * (a second shutdown signal to a draining process cuts its drain). */
+static void build_draining_list(char *out, size_t cap)
+{
+    long pids[64];
+    unsigned long long starts[64];
+    int n = 0;
+    char list[512];
+    snprintf(list, sizeof list, "%s", rs.draining_list);
+    for (char *tok = strtok(list, ","); tok && n < 63; tok = strtok(NULL, ",")) {
+        long pid = strtol(tok, NULL, 10);
+        const char *colon = strchr(tok, ':');
+        unsigned long long st = colon ? strtoull(colon + 1, NULL, 10) : 0;
+        if (pid > 0 && st && proc_start_time(pid) == st) {
+            pids[n] = pid;
+            starts[n] = st;
+            n++;
+        }
+    }
+    pids[n] = (long)getpid();
+    starts[n] = proc_start_time(pids[n]);
+    n++;
+    int first = 0;
+    while (n - first > rs.opt.max_draining) {
+        grace_log("%d old processes would be draining (max_draining %d): telling %ld to finish now",
+                  n - first, rs.opt.max_draining, pids[first]);
+        kill((pid_t)pids[first], SIGTERM);
+        first++;
+    }
+    size_t len = 0;
+    out[0] = '\0';
+    for (int i = first; i < n && len < cap; i++)
+        len += (size_t)snprintf(out + len, cap - len, "%s%ld:%llu", len ? "," : "", pids[i],
+                                starts[i]);
+}
+
+typedef struct {
+    int fd;
+    char line[256];
+} fdline_t;
+
+static void add_listener_fd(grace_server_t *s, void *user)
+{
+    grace__buf_t *b = user;
+    if (atomic_load(&s->state) != GRACE__SRV_RUNNING || strchr(s->name, '\n'))
+        return;
+    for (size_t i = 0; i < s->n_listeners; i++)
+        if (s->listeners[i].fd >= 0)
+            grace__buf_appendf(b, "%d|%s|%s\n", s->listeners[i].fd, s->listeners[i].spec,
+                               s->name);
+}
+
+/* Build the child's environment: ours without grace's variables, plus extra.
+ * Returns a NULL-terminated array (free with free_env). */
+static char **build_env(const char *const *extra, size_t n_extra)
+{
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **env = calloc(n + n_extra + 1, sizeof *env);
+    if (env == NULL)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(environ[i], "GRACE_LISTEN_FDS=", 17) == 0 ||
+            strncmp(environ[i], "GRACE_READY_FD=", 15) == 0 ||
+            strncmp(environ[i], "GRACE_DRAINING=", 15) == 0)
+            continue;
+        env[k++] = strdup(environ[i]);
+    }
+    for (size_t i = 0; i < n_extra; i++)
+        env[k++] = strdup(extra[i]);
+    return env;
+}
+
+static void free_env(char **env)
+{
+    for (size_t i = 0; env && env[i]; i++)
+        free(env[i]);
+    free(env);
+}
+
+/* fork + exec the new process with the listening sockets and the ready pipe.
+ * Returns the child's PID or a negative error. */
+static pid_t spawn(const char *exe, const grace__buf_t *fds, int ready_w, char **env)
+{
+    /* Everything the child needs is computed before fork. */
+    int keep[MAX_INHERITED + 1], n_keep = 0;
+    for (const char *p = fds->ptr, *end = fds->ptr + fds->len; p < end && n_keep < MAX_INHERITED;) {
+        keep[n_keep++] = atoi(p);
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        p = eol ? eol + 1 : end;
+    }
+    keep[n_keep++] = ready_w;
+    char *const *argv = rs.argv;
+    char *fallback[2] = {(char *)exe, NULL};
+    if (argv == NULL || argv[0] == NULL)
+        argv = fallback;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old); /* no handler runs in the child */
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (int i = 0; i < n_keep; i++)
+            fcntl(keep[i], F_SETFD, 0);
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        for (int sig = 1; sig < NSIG; sig++)
+            sigaction(sig, &dfl, NULL); /* fails harmlessly for KILL/STOP */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execve(exe, argv, env);
+        _exit(127);
+    }
+    int err = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return pid < 0 ? -err : pid;
+}
+
+/* Wait for "ready" from the child. Returns its PID, or an error after
+ * killing and reaping it. */
+static int wait_ready(pid_t pid, int ready_r, char *why, size_t why_len)
+{
+    int64_t deadline = grace__now_ms() + rs.opt.graceful_timeout_ms;
+    char buf[64];
+    size_t len = 0;
+    for (;;) {
+        int64_t left = deadline - grace__now_ms();
+        if (left <= 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            snprintf(why, why_len, "new process %d was not ready within %lld ms and was killed",
+                     (int)pid, (long long)rs.opt.graceful_timeout_ms);
+            return GRACE_ENOTREADY;
+        }
+        struct pollfd pfd = {ready_r, POLLIN, 0};
+        int r = poll(&pfd, 1, left > 1000 ? 1000 : (int)left);
+        if (r < 0 && errno != EINTR)
+            return -errno;
+        if (r <= 0)
+            continue;
+        ssize_t n = read(ready_r, buf + len, sizeof buf - 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n > 0) {
+            len += (size_t)n;
+            buf[len] = '\0';
+            if (strncmp(buf, "ready ", 6) == 0 && strchr(buf, '\n'))
+                return pid;
+            if (len < sizeof buf - 1)
+                continue;
+        }
+        /* EOF (or garbage): the child exited or closed the pipe. */
+        int status = 0;
+        pid_t w;
+        int64_t reap_deadline = grace__now_ms() + 2000;
+        while ((w = waitpid(pid, &status, WNOHANG)) == 0 && grace__now_ms() < reap_deadline) {
+            struct timespec ts = {0, 10 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        if (w == 0) { /* alive but closed the pipe: it will never be ready */
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+        }
+        if (WIFEXITED(status))
+            snprintf(why, why_len, "new process %d exited with status %d before it was ready",
+                     (int)pid, WEXITSTATUS(status));
+        else if (WIFSIGNALED(status))
+            snprintf(why, why_len, "new process %d was killed by signal %d before it was ready",
+                     (int)pid, WTERMSIG(status));
+        else
+            snprintf(why, why_len, "new process %d closed its ready pipe", (int)pid);
+        return GRACE_ECHILDEXIT;
+    }
+}
+
+static int graceful_restart(const char *exe)
+{
+    if (pthread_mutex_trylock(&rs.mu) != 0)
+        return GRACE_EBUSY;
+    int r = 0;
+    char why[256] = "";
+    grace__buf_t fds = {0};
+    char **env = NULL;
+    int pipefd[2] = {-1, -1};
+    if (atomic_load(&rs.handed_over) || grace__is_draining()) {
+        r = GRACE_ESTATE; /* already handing over or shutting down */
+        goto out;
+    }
+    if (!is_executable_file(exe)) {
+        r = GRACE_EBADEXE;
+        snprintf(why, sizeof why, "%s is not an executable file", exe);
+        goto out;
+    }
+    grace_servers_foreach(add_listener_fd, &fds);
+    if (fds.len == 0) {
+        r = GRACE_ESTATE;
+        snprintf(why, sizeof why, "no server is running");
+        goto out;
+    }
+    grace_log("server reloading");
+    if (pipe2(pipefd, O_CLOEXEC) < 0) {
+        r = -errno;
+        goto out;
+    }
+    grace__buf_append(&fds, "", 1); /* NUL for the env string */
+    char draining[600];
+    build_draining_list(draining, sizeof draining);
+    char *extra[3];
+    size_t fds_len = strlen(fds.ptr) + 32;
+    extra[0] = malloc(fds_len);
+    extra[1] = malloc(32);
+    extra[2] = malloc(strlen(draining) + 32);
+    if (extra[0] && extra[1] && extra[2]) {
+        snprintf(extra[0], fds_len, "GRACE_LISTEN_FDS=%s", fds.ptr);
+        snprintf(extra[1], 32, "GRACE_READY_FD=%d", pipefd[1]);
+        snprintf(extra[2], strlen(draining) + 32, "GRACE_DRAINING=%s", draining);
+        env = build_env((const char *const *)extra, 3);
+    }
+    for (int i = 0; i < 3; i++)
+        free(extra[i]);
+    if (env == NULL) {
+        r = GRACE_ENOMEM;
+        goto out;
+    }
+    pid_t pid = spawn(exe, &fds, pipefd[1], env);
+    close(pipefd[1]);
+    pipefd[1] = -1;
+    if (pid < 0) {
+        r = pid;
+        snprintf(why, sizeof why, "fork: %s", grace_strerror(r));
+        goto out;
+    }
+    r = wait_ready(pid, pipefd[0], why, sizeof why);
+    if (r > 0) {
+        atomic_store(&rs.handed_over, true);
+        grace_log("new process %d is serving; this process finishes its requests and exits",
+                  (int)pid);
+        grace__drain_begin();
+        grace__drain_all();
+    }
+out:
+    if (r < 0)
+        grace_log("restart failed: %s; this process keeps serving",
+                  why[0] ? why : grace_strerror(r));
+    if (pipefd[0] >= 0)
+        close(pipefd[0]);
+    if (pipefd[1] >= 0)
+        close(pipefd[1]);
+    free_env(env);
+    grace__buf_free(&fds);
+    pthread_mutex_unlock(&rs.mu);
+    return r;
+}
+
+/* ---- Full restart ------------------------------------------------------------ */
+
+static char full_exe[4096];
+
+static void *full_restart_thread(void *arg)
+{
+    (void)arg;
+    grace__wait_stopped(); /* every server drained (or the drain limit passed) */
+    char **env = build_env(NULL, 0);
+    char *const *argv = rs.argv;
+    char *fallback[2] = {full_exe, NULL};
+    if (argv == NULL || argv[0] == NULL)
+        argv = fallback;
+    grace_log("executing %s afresh", full_exe);
+    execve(full_exe, argv, env ? env : environ);
+    grace_log("restart failed: cannot execute %s: %s; exiting", full_exe, strerror(errno));
+    free_env(env);
+    _exit(1); /* the servers are already down: nothing to fall back to */
+}
+
+int grace_restart_full(const char *new_exe_path)
+{
+    const char *exe = new_exe_path && *new_exe_path ? new_exe_path : rs.exe;
+    if (!is_executable_file(exe)) {
+        grace_log("restart failed: %s is not an executable file; this process keeps serving", exe);
+        return GRACE_EBADEXE;
+    }
+    pthread_mutex_lock(&rs.mu);
+    bool busy = atomic_load(&rs.full_pending) || atomic_load(&rs.handed_over);
+    if (!busy) {
+        atomic_store(&rs.full_pending, true);
+        snprintf(full_exe, sizeof full_exe, "%s", exe);
+    }
+    pthread_mutex_unlock(&rs.mu);
+    if (busy)
+        return GRACE_EBUSY;
+    grace_log("server restarting");
+    pthread_t t;
+    if (pthread_create(&t, NULL, full_restart_thread, NULL) != 0) {
+        atomic_store(&rs.full_pending, false);
+        return GRACE_ENOMEM;
+    }
+    pthread_detach(t);
+    grace__drain_begin();
+    grace__drain_all();
+    return 0;
+}
+
+bool grace__full_restart_pending(void)
+{
+    return atomic_load(&rs.full_pending);
+}
+
+/* ---- API ----------------------------------------------------------------------- */
+
+int grace_reload(const char *new_exe_path)
+{
+    if (!rs.opt.graceful)
+        return GRACE_ESTATE;
+    return graceful_restart(new_exe_path && *new_exe_path ? new_exe_path : rs.exe);
+}
+
+int grace_restart(const char *new_exe_path)
+{
+    if (rs.opt.graceful)
+        return grace_reload(new_exe_path);
+    return grace_restart_full(new_exe_path);
+}
+
+int grace_server_restart(grace_server_t *s, const char *new_exe_path)
+{
+    (void)s; /* one restart restarts every server, as in gf */
+    return grace_restart(new_exe_path);
+}
+
+int grace_server_reload(grace_server_t *s, const char *new_exe_path)
+{
+    (void)s;
+    return grace_reload(new_exe_path);
+}
+
+void grace__on_restart_signal(int sig)
+{
+    if (sig == SIGUSR2) {
+        grace_restart_full(NULL);
+        return;
+    }
+    if (!rs.opt.graceful) {
+        grace_log("SIGUSR1: graceful restart is off (graceful = 0): doing a full restart");
+        grace_restart_full(NULL);
+        return;
+    }
+    grace_reload(NULL);
+}
