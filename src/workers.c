@@ -56,6 +56,7 @@ enum {
     MAX_REQUESTS_PER_WAKE = 32,
     ACCEPTS_PER_WAKE = 64,
     READ_CHUNK = 4096,
+    BUF_KEEP = 65536, /* per-connection buffers above this are freed after use */
 };
 
 /* ---- Types ----------------------------------------------------------------- */
@@ -192,6 +193,8 @@ static int flush_out(grace__conn_t *c)
         return -1;
     }
     c->out.len = c->out_off = 0;
+    if (c->out.cap > BUF_KEEP)
+        grace__buf_free(&c->out);
     return 1;
 }
 
@@ -299,6 +302,14 @@ static void run_request(grace__conn_t *c, size_t consumed)
 done:
     grace__arena_reset(&c->arena);
     grace__buf_consume(&c->in, consumed);
+    /* A large request or answer must not pin its buffers for the rest of a
+     * keep-alive connection's life. */
+    if (c->res.body.cap > BUF_KEEP)
+        grace__buf_free(&c->res.body);
+    if (c->res.headers.cap > BUF_KEEP)
+        grace__buf_free(&c->res.headers);
+    if (c->in.len == 0 && c->in.cap > BUF_KEEP)
+        grace__buf_free(&c->in);
     c->state = ST_HEAD;
     c->req_started = false;
     c->head_len = c->body_len = 0;

@@ -1,0 +1,781 @@
+/*
+ * admin.c -- the admin interface (gf's EnableAdmin): under one pattern, an
+ * HTML page, a JSON status route and the restart / reload / shutdown actions.
+ *
+ * SPEC A1-A3, B4. enable_admin copies its options into an admin_t that lives
+ * as long as the process (servers are never freed) and is read-only once
+ * enabled, so workers read it without locks. One middleware on the pattern's
+ * prefix guards every request under it, routed or not, before any handler
+ * runs: (1) no cross-site or embedded request (Fetch Metadata
+ * Sec-Fetch-Site/-Dest, then Origin, then Referer for browsers without
+ * either); (2) the auth hook, or the token, or -- by default -- a trusted
+ * network (loopback). Each refusal is a 403 and one log line. The actions
+ * also refuse prefetches and methods other than GET/POST, and check
+ * newExeFilePath against the allowed directories before grace_restart().
+ * A restart handler blocks until the outcome is known; grace_restart()
+ * allows one at a time.
+ */
+#include "internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define DEFAULT_PATTERN "/debug/admin"
+
+typedef struct {
+    int family; /* AF_INET or AF_INET6 */
+    unsigned char addr[16];
+    unsigned prefix; /* bits */
+} net_t;
+
+typedef struct {
+    char *pattern; /* no trailing '/' */
+    char *token;   /* NULL: none */
+    size_t token_len;
+    grace_admin_auth_cb auth;
+    void *auth_user;
+    bool check_network; /* default policy, or trusted_networks given explicitly */
+    net_t *nets;
+    size_t n_nets;
+    char **dirs; /* allowed_exe_dirs, as given (resolved at request time) */
+    size_t n_dirs;
+} admin_t;
+
+/* ---- Small helpers ---------------------------------------------------------- */
+
+static bool str_is(grace_str_t s, const char *lit)
+{
+    size_t n = strlen(lit);
+    return s.len == n && strncasecmp(s.ptr, lit, n) == 0;
+}
+
+static bool str_has(grace_str_t s, const char *lit)
+{
+    return s.ptr != NULL && memmem(s.ptr, s.len, lit, strlen(lit)) != NULL;
+}
+
+/* Token comparison whose time does not depend on where the bytes differ. */
+static bool token_equal(const admin_t *a, grace_str_t got)
+{
+    unsigned char d = got.len != a->token_len;
+    for (size_t i = 0; i < a->token_len; i++)
+        d |= (unsigned char)(a->token[i] ^ (i < got.len ? got.ptr[i] : 0));
+    return d == 0;
+}
+
+/* A client-supplied string made safe for a log line: printable ASCII only,
+ * at most cap - 1 bytes. */
+static void printable(char *out, size_t cap, grace_str_t s)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s.len && n + 1 < cap; i++)
+        out[n++] = (s.ptr[i] >= 0x20 && s.ptr[i] < 0x7f) ? s.ptr[i] : '?';
+    out[n] = '\0';
+}
+
+/* Refuse a request: one log line, the status and the reason as the body. */
+static void refuse(grace_request_t *req, grace_response_t *res, int status, const char *why)
+{
+    char method[16], path[128];
+    printable(method, sizeof method, grace_request_method(req));
+    printable(path, sizeof path, grace_request_path(req));
+    grace_log("admin: refused %s %s from %s: %s", method, path, grace_request_client_ip(req),
+              why);
+    grace_response_clear(res);
+    grace_response_set_status(res, status);
+    grace_response_writeln(res, why);
+}
+
+/* ---- Networks --------------------------------------------------------------- */
+
+/* Parse "10.0.0.0/8", "::1/128" or a bare address (a host route). A mapped
+ * IPv6 network (::ffff:a.b.c.d/96+) becomes the IPv4 one, as clients on
+ * mapped addresses are reported as IPv4. Host bits are cleared. */
+static int parse_net(const char *s, net_t *n)
+{
+    const char *slash = strchr(s, '/');
+    size_t host_len = slash ? (size_t)(slash - s) : strlen(s);
+    char host[INET6_ADDRSTRLEN];
+    if (host_len == 0 || host_len >= sizeof host)
+        return GRACE_EINVAL;
+    memcpy(host, s, host_len);
+    host[host_len] = '\0';
+    memset(n, 0, sizeof *n);
+    unsigned max;
+    if (inet_pton(AF_INET, host, n->addr) == 1) {
+        n->family = AF_INET;
+        max = 32;
+    } else if (inet_pton(AF_INET6, host, n->addr) == 1) {
+        n->family = AF_INET6;
+        max = 128;
+    } else {
+        return GRACE_EINVAL;
+    }
+    n->prefix = max;
+    if (slash) {
+        const char *p = slash + 1;
+        size_t digits = strspn(p, "0123456789");
+        if (digits == 0 || digits > 3 || p[digits] != '\0' || (unsigned)atoi(p) > max)
+            return GRACE_EINVAL;
+        n->prefix = (unsigned)atoi(p);
+    }
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (n->family == AF_INET6 && n->prefix >= 96 && memcmp(n->addr, mapped, 12) == 0) {
+        memmove(n->addr, n->addr + 12, 4);
+        memset(n->addr + 4, 0, 12);
+        n->family = AF_INET;
+        n->prefix -= 96;
+    }
+    for (unsigned bit = n->prefix; bit < max; bit++)
+        n->addr[bit / 8] &= (unsigned char)~(0x80u >> (bit % 8));
+    return 0;
+}
+
+static bool net_contains(const net_t *n, int family, const unsigned char *addr)
+{
+    if (n->family != family)
+        return false;
+    unsigned full = n->prefix / 8, rest = n->prefix % 8;
+    if (memcmp(n->addr, addr, full) != 0)
+        return false;
+    unsigned char mask = (unsigned char)(0xff00u >> rest);
+    return rest == 0 || ((addr[full] ^ n->addr[full]) & mask) == 0;
+}
+
+static bool is_trusted_ip(const admin_t *a, const char *ip)
+{
+    unsigned char addr[16];
+    int family = AF_INET;
+    if (inet_pton(AF_INET, ip, addr) != 1) {
+        family = AF_INET6;
+        if (inet_pton(AF_INET6, ip, addr) != 1)
+            return false;
+        static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (memcmp(addr, mapped, 12) == 0) {
+            memmove(addr, addr + 12, 4);
+            family = AF_INET;
+        }
+    }
+    for (size_t i = 0; i < a->n_nets; i++)
+        if (net_contains(&a->nets[i], family, addr))
+            return true;
+    return false;
+}
+
+/* ---- The guard (middleware on the pattern's prefix) --------------------------- */
+
+/* The "host[:port]" of "scheme://host[:port][/...]", with the scheme's
+ * default port made explicit, into out. false if url is not of that form. */
+static bool url_authority(grace_str_t url, char *out, size_t cap, const char **scheme_port)
+{
+    const char *sep = url.ptr ? memmem(url.ptr, url.len, "://", 3) : NULL;
+    if (sep == NULL)
+        return false;
+    size_t scheme_len = (size_t)(sep - url.ptr);
+    const char *p = sep + 3, *end = url.ptr + url.len;
+    const char *e = p;
+    while (e < end && *e != '/' && *e != '?' && *e != '#')
+        e++;
+    size_t len = (size_t)(e - p);
+    if (len == 0 || len + 8 >= cap)
+        return false;
+    memcpy(out, p, len);
+    out[len] = '\0';
+    *scheme_port = (scheme_len == 5 && strncasecmp(url.ptr, "https", 5) == 0) ? ":443" : ":80";
+    /* Add the default port unless one is given ("[::1]:80" has one, "[::1]" not). */
+    const char *colon = strrchr(out, ':');
+    if (colon == NULL || strchr(colon, ']') != NULL)
+        strcat(out, *scheme_port);
+    return true;
+}
+
+/* Does the origin of url (Origin or Referer) name this very server, as the
+ * Host header does? */
+static bool same_origin(const grace_request_t *req, grace_str_t url)
+{
+    char origin[300], host[300];
+    const char *default_port;
+    grace_str_t h = grace_request_header(req, "Host");
+    if (!url_authority(url, origin, sizeof origin, &default_port) || h.len == 0 ||
+        h.len + 8 >= sizeof host)
+        return false;
+    memcpy(host, h.ptr, h.len);
+    host[h.len] = '\0';
+    const char *colon = strrchr(host, ':');
+    if (colon == NULL || strchr(colon, ']') != NULL)
+        strcat(host, default_port);
+    return strcasecmp(origin, host) == 0;
+}
+
+/* Why a request must be refused as cross-site or embedded; NULL if it is
+ * not. Requests without any of these headers (curl, scripts) pass: the
+ * attack this stops needs a browser, and browsers send them. */
+static const char *cross_site_reason(const grace_request_t *req)
+{
+    grace_str_t site = grace_request_header(req, "Sec-Fetch-Site");
+    grace_str_t dest = grace_request_header(req, "Sec-Fetch-Dest");
+    grace_str_t origin = grace_request_header(req, "Origin");
+    if (site.ptr && !str_is(site, "same-origin") && !str_is(site, "none"))
+        return "cross-site admin request refused";
+    /* Only a page or a script of ours may ask: not an <img>, <iframe>, ... */
+    if (dest.ptr && !str_is(dest, "document") && !str_is(dest, "empty"))
+        return "embedded admin request refused";
+    if (origin.ptr && (str_is(origin, "null") || !same_origin(req, origin)))
+        return "cross-origin admin request refused";
+    /* A browser too old for Fetch Metadata still sends Referer with a link. */
+    grace_str_t referer = grace_request_header(req, "Referer");
+    if (!site.ptr && !origin.ptr && referer.ptr && !same_origin(req, referer))
+        return "cross-origin admin request refused";
+    return NULL;
+}
+
+/* "Authorization: Bearer T" or ?token=T. */
+static bool has_token(const admin_t *a, grace_request_t *req)
+{
+    grace_str_t h = grace_request_header(req, "Authorization");
+    if (h.len > 7 && strncasecmp(h.ptr, "Bearer ", 7) == 0) {
+        grace_str_t t = {h.ptr + 7, h.len - 7};
+        while (t.len && (t.ptr[0] == ' ' || t.ptr[0] == '\t'))
+            t.ptr++, t.len--;
+        while (t.len && (t.ptr[t.len - 1] == ' ' || t.ptr[t.len - 1] == '\t'))
+            t.len--;
+        if (token_equal(a, t))
+            return true;
+    }
+    grace_str_t q = grace_request_query(req, "token");
+    return q.ptr != NULL && token_equal(a, q);
+}
+
+static void guard(grace_request_t *req, grace_response_t *res, void *user)
+{
+    const admin_t *a = user;
+    /* For every answer under the pattern, refusals included. */
+    grace_response_set_header(res, "Cache-Control", "no-store");
+    grace_response_set_header(res, "X-Content-Type-Options", "nosniff");
+    grace_response_set_header(res, "X-Frame-Options", "DENY");
+    grace_response_set_header(res, "Referrer-Policy", "no-referrer");
+
+    const char *why = cross_site_reason(req);
+    char buf[160];
+    if (why == NULL && a->auth && !a->auth(req, a->auth_user))
+        why = "admin access refused by the auth hook";
+    if (why == NULL && !a->auth && a->token && !has_token(a, req))
+        why = "admin token missing or wrong";
+    if (why == NULL && a->check_network && !is_trusted_ip(a, grace_request_client_ip(req))) {
+        snprintf(buf, sizeof buf, "admin access from %s refused", grace_request_client_ip(req));
+        why = buf;
+    }
+    if (why) {
+        refuse(req, res, 403, why);
+        return;
+    }
+    grace_next(req, res);
+}
+
+/* ---- Page and status ---------------------------------------------------------- */
+
+static int write_html(grace_response_t *res, const char *s)
+{
+    int r = 0;
+    for (const char *run = s; *s && r >= 0; run = s) {
+        s += strcspn(s, "&<>\"'");
+        r = grace_response_write(res, run, (size_t)(s - run));
+        if (r < 0 || *s == '\0')
+            break;
+        const char *esc = *s == '&' ? "&amp;" : *s == '<' ? "&lt;" : *s == '>' ? "&gt;"
+                        : *s == '"' ? "&quot;" : "&#39;";
+        r = grace_response_write(res, esc, strlen(esc));
+        s++;
+    }
+    return r;
+}
+
+static void format_uptime(int64_t ms, char *out, size_t cap)
+{
+    int64_t s = ms / 1000, d = s / 86400, h = s / 3600 % 24, m = s / 60 % 60, sec = s % 60;
+    if (d)
+        snprintf(out, cap, "%" PRId64 "d %" PRId64 "h %" PRId64 "m %" PRId64 "s", d, h, m, sec);
+    else if (h)
+        snprintf(out, cap, "%" PRId64 "h %" PRId64 "m %" PRId64 "s", h, m, sec);
+    else if (m)
+        snprintf(out, cap, "%" PRId64 "m %" PRId64 "s", m, sec);
+    else
+        snprintf(out, cap, "%" PRId64 "s", sec);
+}
+
+typedef struct {
+    grace_response_t *res;
+    const grace_server_t *self;
+    int n;
+} each_t;
+
+static void page_server_row(grace_server_t *s, void *user)
+{
+    each_t *e = user;
+    grace_response_t *res = e->res;
+    grace_response_writef(res, "<tr><td>");
+    write_html(res, grace_server_name(s));
+    grace_response_writef(res, "%s</td><td>", s == e->self ? " <small>(this one)</small>" : "");
+    for (size_t i = 0; i < grace_server_address_count(s); i++) {
+        grace_response_writef(res, "<code>");
+        write_html(res, grace_server_address(s, i));
+        grace_response_writef(res, "</code> ");
+    }
+    grace_response_writef(res, "</td><td>%s</td><td>%ld</td></tr>\n",
+                          grace_server_is_running(s) ? "running" : "stopped",
+                          grace_server_inflight(s));
+}
+
+static const char page_style[] =
+    "body{font:15px/1.5 system-ui,sans-serif;margin:2em auto;max-width:54em;padding:0 1em;"
+    "color:#222;background:#f6f7f9}"
+    "h1{font-size:1.4em;margin:0 0 .8em}h1 small{color:#777;font-weight:normal}"
+    "section{background:#fff;border:1px solid #dde1e6;border-radius:6px;padding:1em 1.2em;"
+    "margin-bottom:1em}"
+    "table{border-collapse:collapse;width:100%}"
+    "th,td{text-align:left;padding:.3em .6em;border-bottom:1px solid #eceef1;"
+    "vertical-align:top}"
+    "th{color:#555;font-weight:600;width:11em}"
+    "code{background:#eef1f4;padding:0 .3em;border-radius:3px}"
+    "nav a{display:inline-block;margin:0 .5em .4em 0;padding:.35em 1em;border-radius:4px;"
+    "background:#2563eb;color:#fff;text-decoration:none}"
+    "nav a.stop{background:#c62828}nav a:hover{opacity:.85}"
+    "form{margin-top:.6em}input[type=text]{width:26em;max-width:70%;padding:.3em}"
+    "button{padding:.35em 1em}"
+    "p.note{color:#666;font-size:.9em;margin:.4em 0 0}";
+
+static int handle_page(grace_request_t *req, grace_response_t *res, void *user)
+{
+    const admin_t *a = user;
+    /* A token that came in the URL goes on to the links, so a click works. */
+    grace_str_t tok = a->token && !a->auth ? grace_request_query(req, "token") : (grace_str_t){0};
+    const char *qs = tok.ptr ? grace_request_query_string(req).ptr : NULL;
+    grace_restart_options_t ro;
+    grace_get_restart_options(&ro);
+    char uptime[64];
+    format_uptime(grace_uptime_ms(), uptime, sizeof uptime);
+    const char *exe = grace_executable_path();
+
+    grace_response_set_header(res, "Content-Type", "text/html; charset=utf-8");
+    grace_response_set_header(res, "Content-Security-Policy",
+                              "default-src 'none'; style-src 'unsafe-inline'; "
+                              "form-action 'self'; frame-ancestors 'none'; base-uri 'none'");
+    grace_response_writef(res,
+                          "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+                          "<meta name=\"viewport\" content=\"width=device-width\">\n"
+                          "<title>grace admin &middot; pid %ld</title>\n<style>%s</style>\n"
+                          "</head>\n<body>\n<h1>grace admin <small>",
+                          (long)getpid(), page_style);
+    write_html(res, grace_server_name(grace_request_server(req)));
+    grace_response_writef(res, "</small></h1>\n<section>\n<table>\n"
+                               "<tr><th>PID</th><td id=\"pid\">%ld</td></tr>\n"
+                               "<tr><th>Executable</th><td><code id=\"exe\">",
+                          (long)getpid());
+    write_html(res, exe ? exe : "");
+    grace_response_writef(res, "</code></td></tr>\n<tr><th>Uptime</th><td>");
+    write_html(res, uptime);
+    grace_response_writef(res,
+                          "</td></tr>\n<tr><th>Graceful restart</th><td>%s</td></tr>\n"
+                          "<tr><th>grace</th><td>%s</td></tr>\n</table>\n</section>\n"
+                          "<section>\n<table>\n<tr><th>Server</th><th>Addresses</th>"
+                          "<th>State</th><th>In flight</th></tr>\n",
+                          ro.graceful ? "on" : "off (a restart is a full restart)",
+                          grace_version_string());
+    each_t e = {res, grace_request_server(req), 0};
+    grace_servers_foreach(page_server_row, &e);
+    grace_response_writef(res, "</table>\n</section>\n<section>\n<nav>\n");
+    static const char *const actions[] = {"restart", "reload", "shutdown"};
+    for (size_t i = 0; i < 3; i++) {
+        grace_response_writef(res, "<a%s href=\"", i == 2 ? " class=\"stop\"" : "");
+        write_html(res, a->pattern);
+        grace_response_writef(res, "/%s", actions[i]);
+        if (qs) {
+            grace_response_writef(res, "?");
+            write_html(res, qs);
+        }
+        grace_response_writef(res, "\">%s</a>\n", actions[i]);
+    }
+    grace_response_writef(res, "</nav>\n<form method=\"get\" action=\"");
+    write_html(res, a->pattern);
+    grace_response_writef(res, "/restart\">\n<label>Restart with executable "
+                               "<input type=\"text\" name=\"newExeFilePath\" "
+                               "placeholder=\"/path/to/new/version\"></label>\n");
+    if (tok.ptr) {
+        grace_response_writef(res, "<input type=\"hidden\" name=\"token\" value=\"");
+        write_html(res, tok.ptr);
+        grace_response_writef(res, "\">\n");
+    }
+    grace_response_writef(res, "<button type=\"submit\">restart</button>\n</form>\n"
+                               "<p class=\"note\">restart and reload restart every server of "
+                               "this process; shutdown stops them all. The executable must be "
+                               "in the running executable's directory or an allowed one.</p>\n"
+                               "</section>\n<p class=\"note\">As JSON: <a href=\"");
+    write_html(res, a->pattern);
+    grace_response_writef(res, "/status\">status</a></p>\n</body>\n</html>\n");
+    return 0;
+}
+
+static void status_server(grace_server_t *s, void *user)
+{
+    each_t *e = user;
+    grace_response_t *res = e->res;
+    grace_response_writef(res, "%s{\"name\":", e->n++ ? "," : "");
+    const char *name = grace_server_name(s);
+    grace_response_write_json_string(res, name, strlen(name));
+    grace_response_writef(res, ",\"running\":%s,\"addresses\":[",
+                          grace_server_is_running(s) ? "true" : "false");
+    for (size_t i = 0; i < grace_server_address_count(s); i++) {
+        const char *addr = grace_server_address(s, i);
+        grace_response_writef(res, "%s", i ? "," : "");
+        grace_response_write_json_string(res, addr, strlen(addr));
+    }
+    grace_response_writef(res, "],\"inflight\":%ld}", grace_server_inflight(s));
+}
+
+static int handle_status(grace_request_t *req, grace_response_t *res, void *user)
+{
+    (void)user;
+    grace_restart_options_t ro;
+    grace_get_restart_options(&ro);
+    const char *exe = grace_executable_path();
+    exe = exe ? exe : "";
+    grace_response_set_header(res, "Content-Type", "application/json");
+    grace_response_writef(res, "{\"pid\":%ld,\"executable\":", (long)getpid());
+    grace_response_write_json_string(res, exe, strlen(exe));
+    grace_response_writef(res, ",\"uptime_ms\":%" PRId64 ",\"graceful\":%s,\"version\":\"%s\",",
+                          grace_uptime_ms(), ro.graceful ? "true" : "false",
+                          grace_version_string());
+    const char *self = grace_server_name(grace_request_server(req));
+    grace_response_writef(res, "\"server\":");
+    grace_response_write_json_string(res, self, strlen(self));
+    grace_response_writef(res, ",\"servers\":[");
+    each_t e = {res, NULL, 0};
+    grace_servers_foreach(status_server, &e);
+    return grace_response_writef(res, "]}\n");
+}
+
+/* ---- Actions ------------------------------------------------------------------ */
+
+/* Is dir (resolved) the running executable's directory or an allowed one?
+ * Directories are resolved now, not at enable time: one may be created (or
+ * a symlink moved) by a deploy after start-up. Exact comparison: a prefix
+ * would let "/opt/app" allow "/opt/app-evil". */
+static bool is_allowed_dir(const admin_t *a, const char *dir)
+{
+    char buf[PATH_MAX], resolved[PATH_MAX];
+    const char *exe = grace_executable_path();
+    if (exe && exe[0] == '/' && strlen(exe) < sizeof buf) {
+        strcpy(buf, exe);
+        char *slash = strrchr(buf, '/');
+        slash[slash == buf] = '\0'; /* "/x" -> "/" */
+        if (realpath(buf, resolved) && strcmp(resolved, dir) == 0)
+            return true;
+    }
+    for (size_t i = 0; i < a->n_dirs; i++)
+        if (realpath(a->dirs[i], resolved) && strcmp(resolved, dir) == 0)
+            return true;
+    return false;
+}
+
+/* Check newExeFilePath; on success the resolved path (symlinks followed) is
+ * in out, and that is what is executed, so what was checked is what runs. */
+static bool exe_allowed(const admin_t *a, grace_str_t v, char out[PATH_MAX], char *why,
+                        size_t why_cap)
+{
+    char raw[PATH_MAX];
+    if (v.len >= sizeof raw || memchr(v.ptr, '\0', v.len)) {
+        snprintf(why, why_cap, "bad path");
+        return false;
+    }
+    memcpy(raw, v.ptr, v.len);
+    raw[v.len] = '\0';
+    for (const char *p = raw; *p; p += strcspn(p, "/"), p += *p == '/') {
+        if (strncmp(p, "..", 2) == 0 && (p[2] == '/' || p[2] == '\0')) {
+            snprintf(why, why_cap, "'..' in the path");
+            return false;
+        }
+    }
+    if (realpath(raw, out) == NULL) {
+        snprintf(why, why_cap, "cannot resolve it: %s", grace_strerror(-errno));
+        return false;
+    }
+    char dir[PATH_MAX];
+    strcpy(dir, out);
+    char *slash = strrchr(dir, '/');
+    slash[slash == dir] = '\0';
+    if (!is_allowed_dir(a, dir)) {
+        snprintf(why, why_cap, "not in the executable's directory or an allowed directory");
+        return false;
+    }
+    struct stat st;
+    if (stat(out, &st) != 0 || !S_ISREG(st.st_mode) || access(out, X_OK) != 0) {
+        snprintf(why, why_cap, "not an executable file");
+        return false;
+    }
+    return true;
+}
+
+static bool wants_json(const grace_request_t *req)
+{
+    return str_has(grace_request_header(req, "Accept"), "application/json");
+}
+
+/* Checks common to every action; false when the request was answered. */
+static bool action_allowed(grace_request_t *req, grace_response_t *res)
+{
+    grace_str_t m = grace_request_method(req);
+    if (!str_is(m, "GET") && !str_is(m, "POST")) {
+        grace_response_set_status(res, 405);
+        grace_response_set_header(res, "Allow", "GET, POST");
+        grace_response_writeln(res, "Method Not Allowed");
+        return false;
+    }
+    /* A browser may fetch a link or a typed URL ahead of time (prefetch,
+     * prerender): that must not shut a server down. */
+    static const char *const purpose[] = {"Sec-Purpose", "Purpose", "X-Purpose", "X-Moz"};
+    for (size_t i = 0; i < sizeof purpose / sizeof purpose[0]; i++) {
+        grace_str_t p = grace_request_header(req, purpose[i]);
+        if (str_has(p, "prefetch") || str_has(p, "prerender") || str_has(p, "preview")) {
+            refuse(req, res, 403, "prefetch of an admin action refused");
+            return false;
+        }
+    }
+    return true;
+}
+
+static void answer_ok(grace_request_t *req, grace_response_t *res, int pid, const char *text)
+{
+    if (wants_json(req)) {
+        if (pid > 0)
+            grace_response_writef(res, "{\"ok\":true,\"pid\":%d}\n", pid);
+        else
+            grace_response_writef(res, "{\"ok\":true}\n");
+        grace_response_set_header(res, "Content-Type", "application/json");
+        return;
+    }
+    grace_response_writeln(res, text);
+}
+
+static void answer_error(grace_request_t *req, grace_response_t *res, int status,
+                         const char *prefix, const char *why)
+{
+    grace_response_set_status(res, status);
+    if (wants_json(req)) {
+        char text[512];
+        snprintf(text, sizeof text, "%s%s", prefix, why);
+        grace_response_set_header(res, "Content-Type", "application/json");
+        grace_response_writef(res, "{\"ok\":false,\"error\":");
+        grace_response_write_json_string(res, text, strlen(text));
+        grace_response_writef(res, "}\n");
+        return;
+    }
+    grace_response_writef(res, "%s%s\n", prefix, why);
+}
+
+static int restart(grace_request_t *req, grace_response_t *res, const admin_t *a, bool reload)
+{
+    if (!action_allowed(req, res))
+        return 0;
+    const char *what = reload ? "reload" : "restart";
+    grace_str_t v = grace_request_query(req, "newExeFilePath");
+    char exe[PATH_MAX];
+    if (v.len > 0) {
+        char why[200], msg[256];
+        if (!exe_allowed(a, v, exe, why, sizeof why)) {
+            snprintf(msg, sizeof msg, "newExeFilePath not allowed: %s", why);
+            refuse(req, res, 403, msg);
+            if (wants_json(req))
+                answer_error(req, res, 403, "", msg); /* refuse() wrote text */
+            return 0;
+        }
+        grace_log("admin: %s to %s requested from %s", what, exe, grace_request_client_ip(req));
+    } else {
+        grace_log("admin: %s requested from %s", what, grace_request_client_ip(req));
+    }
+    const char *path = v.len > 0 ? exe : NULL;
+    int r = reload ? grace_reload(path) : grace_restart(path);
+    if (r > 0) {
+        char text[64];
+        snprintf(text, sizeof text, "restarted: new pid %d", r);
+        answer_ok(req, res, r, text);
+    } else if (r == 0) {
+        answer_ok(req, res, 0, "restarting (full restart)");
+    } else {
+        int status = r == GRACE_EBUSY ? 503 : r == GRACE_ESTATE ? 409 : 500;
+        const char *why = grace_strerror(r);
+        if (r == GRACE_ESTATE && reload)
+            why = "graceful restart is off (reload is always graceful)";
+        if (status == 503)
+            grace_response_set_header(res, "Retry-After", "1");
+        answer_error(req, res, status, reload ? "reload failed: " : "restart failed: ", why);
+    }
+    return 0;
+}
+
+static int handle_restart(grace_request_t *req, grace_response_t *res, void *user)
+{
+    return restart(req, res, user, false);
+}
+
+static int handle_reload(grace_request_t *req, grace_response_t *res, void *user)
+{
+    return restart(req, res, user, true);
+}
+
+static int handle_shutdown(grace_request_t *req, grace_response_t *res, void *user)
+{
+    (void)user;
+    if (!action_allowed(req, res))
+        return 0;
+    grace_log("admin: shutdown requested from %s", grace_request_client_ip(req));
+    answer_ok(req, res, 0, "shutting down");
+    /* Returns at once; the drain waits for requests in flight, this one
+     * included, so the answer above is still delivered. */
+    grace_shutdown_all();
+    return 0;
+}
+
+/* ---- Enabling ----------------------------------------------------------------- */
+
+/* "/debug/admin": segments of [A-Za-z0-9-._~], none empty, "." or "..". */
+static bool is_good_pattern(const char *p, size_t len)
+{
+    if (len < 2 || p[0] != '/')
+        return false;
+    for (size_t i = 0; i < len;) {
+        size_t seg = ++i; /* past the '/' */
+        while (i < len && p[i] != '/') {
+            if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~", p[i]))
+                return false;
+            i++;
+        }
+        size_t n = i - seg;
+        if (n == 0 || (n == 1 && p[seg] == '.') || (n == 2 && p[seg] == '.' && p[seg + 1] == '.'))
+            return false;
+    }
+    return true;
+}
+
+static void admin_free(admin_t *a)
+{
+    if (a == NULL)
+        return;
+    free(a->pattern);
+    free(a->token);
+    free(a->nets);
+    for (size_t i = 0; i < a->n_dirs; i++)
+        free(a->dirs[i]);
+    free(a->dirs);
+    free(a);
+}
+
+static size_t count(const char *const *list)
+{
+    size_t n = 0;
+    while (list && list[n])
+        n++;
+    return n;
+}
+
+/* Copy and check the options; NULL with *err set on failure. */
+static admin_t *admin_new(const grace_admin_options_t *opt, int *err)
+{
+    static const char *const loopback[] = {"127.0.0.0/8", "::1/128", NULL};
+    const char *pattern = opt->pattern && opt->pattern[0] ? opt->pattern : DEFAULT_PATTERN;
+    size_t plen = strlen(pattern);
+    while (plen > 1 && pattern[plen - 1] == '/')
+        plen--;
+    *err = GRACE_EBADPATTERN;
+    if (!is_good_pattern(pattern, plen))
+        return NULL;
+    *err = GRACE_ENOMEM;
+    admin_t *a = calloc(1, sizeof *a);
+    if (a == NULL)
+        return NULL;
+    a->auth = opt->auth;
+    a->auth_user = opt->auth_user;
+    /* With a token or a hook, the network counts only if the caller named
+     * networks too (then both must pass); without either, it is the rule. */
+    bool has_secret = opt->auth || (opt->token && opt->token[0]);
+    a->check_network = !has_secret || opt->trusted_networks != NULL;
+    const char *const *nets = opt->trusted_networks ? opt->trusted_networks : loopback;
+    a->n_nets = count(nets);
+    a->n_dirs = count(opt->allowed_exe_dirs);
+    a->pattern = strndup(pattern, plen);
+    a->nets = calloc(a->n_nets + 1, sizeof *a->nets);
+    a->dirs = calloc(a->n_dirs + 1, sizeof *a->dirs);
+    if (a->pattern == NULL || a->nets == NULL || a->dirs == NULL)
+        goto fail;
+    if (opt->token && opt->token[0]) {
+        a->token_len = strlen(opt->token);
+        if ((a->token = strdup(opt->token)) == NULL)
+            goto fail;
+    }
+    for (size_t i = 0; i < a->n_dirs; i++) {
+        if (opt->allowed_exe_dirs[i][0] == '\0') {
+            *err = GRACE_EINVAL;
+            goto fail;
+        }
+        if ((a->dirs[i] = strdup(opt->allowed_exe_dirs[i])) == NULL)
+            goto fail;
+    }
+    for (size_t i = 0; i < a->n_nets; i++) {
+        if (parse_net(nets[i], &a->nets[i]) < 0) {
+            *err = GRACE_EINVAL;
+            goto fail;
+        }
+    }
+    return a;
+fail:
+    admin_free(a);
+    return NULL;
+}
+
+int grace_server_enable_admin(grace_server_t *s, const char *pattern)
+{
+    grace_admin_options_t opt = {.pattern = pattern};
+    return grace_server_enable_admin_ex(s, &opt);
+}
+
+int grace_server_enable_admin_ex(grace_server_t *s, const grace_admin_options_t *opt)
+{
+    static const grace_admin_options_t defaults = {0};
+    if (s == NULL)
+        return GRACE_EINVAL;
+    int r;
+    admin_t *a = admin_new(opt ? opt : &defaults, &r);
+    if (a == NULL)
+        return r;
+    /* The guard goes in first: if a route below cannot be added, the routes
+     * that were are still guarded. From here on a is owned by the server. */
+    r = grace_server_use(s, a->pattern, guard, a);
+    if (r < 0) {
+        admin_free(a);
+        return r;
+    }
+    static const struct {
+        const char *method, *suffix;
+        grace_handler_cb fn;
+    } routes[] = {
+        {"GET:", "", handle_page},          {"GET:", "/status", handle_status},
+        {"", "/restart", handle_restart},   {"", "/reload", handle_reload},
+        {"", "/shutdown", handle_shutdown},
+    };
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        char pattern[PATH_MAX];
+        snprintf(pattern, sizeof pattern, "%s%s%s", routes[i].method, a->pattern,
+                 routes[i].suffix);
+        r = grace_server_bind_handler(s, pattern, routes[i].fn, a);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
