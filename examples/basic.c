@@ -1,19 +1,26 @@
 /*
- * basic.c -- the first example of gf's graceful-restart page, in C:
+ * basic.c -- the first example of gf's graceful-restart page, in C, exactly:
  *
  *   s := g.Server()
  *   s.BindHandler("/", ...)       -> r.Response.Writeln("哈喽！")
  *   s.BindHandler("/pid", ...)    -> r.Response.Writeln(gproc.Pid())
  *   s.BindHandler("/sleep", ...)  -> pid, sleep 10 s, pid again
+ *   s.EnableAdmin()               -> the admin page at /debug/admin
  *   s.SetPort(8199)
  *   s.Run()
  *
- * Run `basic --port 8199`, then open /pid and /sleep. A sleeping /sleep
- * never holds up /pid: handlers run on worker threads and may block. Send
- * SIGTERM (or SIGINT, SIGHUP, SIGQUIT) and the server stops accepting,
- * lets a /sleep in progress finish, and exits 0.
+ * Run `basic --port 8199`, then walk through the seed: open /pid, start
+ * /sleep, open http://127.0.0.1:8199/debug/admin and click "restart" (or
+ * `curl http://127.0.0.1:8199/debug/admin/restart`). A new process takes
+ * over the port, the /sleep in progress finishes in the old one, and /pid
+ * shows the new PID. Graceful restart is on (--no-graceful turns it off:
+ * a restart is then a full one). /debug/admin/shutdown, or SIGTERM (SIGINT,
+ * SIGHUP, SIGQUIT), stops accepting, lets a /sleep in progress finish, and
+ * exits 0.
  *
- * --sleep-ms changes the 10 s of /sleep (tests use a few seconds).
+ * The admin routes answer loopback clients only, unless --admin-token or
+ * --admin-trusted says otherwise. --sleep-ms changes the 10 s of /sleep
+ * (tests use a few seconds).
  */
 #if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
 #define _POSIX_C_SOURCE 200809L
@@ -76,8 +83,9 @@ int main(int argc, char **argv)
     static const int default_port = 8199;
     ex_flags_t f;
     ex_parse_flags(argc, argv, &f, "--port", &default_port, 1, "basic [--port N]",
-                   "The first example of gf's graceful-restart page: /, /pid, /sleep.",
-                   EX_FLAG_SLEEP);
+                   "The first example of gf's graceful-restart page: /, /pid, /sleep and the\n"
+                   "admin page /debug/admin (restart, reload, shutdown).",
+                   EX_FLAG_SLEEP | EX_FLAG_ADMIN);
     sleep_ms = f.sleep_ms;
 
     grace_server_t *s = grace_server(NULL); /* g.Server() */
@@ -88,9 +96,11 @@ int main(int argc, char **argv)
     ex_check(&f, grace_server_bind_handler(s, "/", handle_root, NULL), "bind /");
     ex_check(&f, grace_server_bind_handler(s, "/pid", handle_pid, NULL), "bind /pid");
     ex_check(&f, grace_server_bind_handler(s, "/sleep", handle_sleep, NULL), "bind /sleep");
+    ex_enable_admin(s, &f); /* s.EnableAdmin() */
     ex_configure(s, &f, f.ports, f.n_ports);
 
-    /* Blocks until the server has shut down (signal or API call). */
+    /* Blocks until the server has shut down (signal, admin page or API
+     * call); after a graceful restart, until this old process has drained. */
     int rc = grace_server_run(s);
     if (rc < 0) {
         fprintf(stderr, "%s: cannot start: %s\n", f.prog, grace_strerror(rc));

@@ -14,9 +14,17 @@
  *   --read-timeout-ms N     read_timeout_ms (a whole request)
  *   --idle-timeout-ms N     idle_timeout_ms (keep-alive wait)
  *   --sleep-ms N            only where the example has a /sleep route
+ *   --no-graceful           graceful restart off (the examples turn it on)
+ *   --graceful-timeout-ms N graceful_timeout_ms (new process must be ready)
+ *   --shutdown-timeout-ms N graceful_shutdown_timeout_ms (old process drain)
+ * and, where the example has the admin page (EX_FLAG_ADMIN):
+ *   --admin-token T         admin requests need "Bearer T" or ?token=T
+ *   --admin-trusted CIDRS   trusted_networks (repeatable, or comma-separated)
+ *   --admin-allow-dir DIR   allowed_exe_dirs for newExeFilePath (repeatable)
  * A bad flag or value prints a message to stderr and exits 2. Options are
  * given to grace_server_set_options() only when one of them was set, so an
- * example run without flags uses grace's own defaults.
+ * example run without flags uses grace's own defaults -- except graceful
+ * restart, which every example turns on (ex_configure): they exist to show it.
  *
  * Everything here is static inline: each example includes it once and uses
  * only part of it, and inline keeps -Wunused-function quiet about the rest.
@@ -34,9 +42,11 @@
 #include <string.h>
 
 #define EX_MAX_PORTS 16
+#define EX_MAX_LIST 16 /* --admin-trusted networks, --admin-allow-dir directories */
 
 enum {
     EX_FLAG_SLEEP = 1 << 0, /* the example accepts --sleep-ms */
+    EX_FLAG_ADMIN = 1 << 1, /* the example has the admin page: --admin-* flags */
 };
 
 typedef struct {
@@ -47,6 +57,15 @@ typedef struct {
     grace_server_options_t opt;
     bool has_opt;     /* some option flag was given */
     int64_t sleep_ms; /* --sleep-ms, when the example takes it */
+    grace_restart_options_t restart; /* graceful = 1 unless --no-graceful */
+    const char *admin_token;         /* NULL: none */
+    /* NULL-terminated lists for grace_admin_options_t; the networks point
+     * into admin_trusted_buf (a comma-separated value is split there). */
+    const char *admin_trusted[EX_MAX_LIST + 1];
+    size_t n_admin_trusted;
+    char admin_trusted_buf[EX_MAX_LIST][64];
+    const char *admin_dirs[EX_MAX_LIST + 1];
+    size_t n_admin_dirs;
 } ex_flags_t;
 
 /* Print the usage message. usage_line is the example's own synopsis, e.g.
@@ -56,6 +75,7 @@ static inline void ex_usage(FILE *f, const char *usage_line, const char *what, u
     fprintf(f,
             "usage: %s [--host ADDR] [--access-log] [--max-body N] [--max-header-bytes N]\n"
             "          [--read-timeout-ms N] [--idle-timeout-ms N]%s\n"
+            "          [--no-graceful] [--graceful-timeout-ms N] [--shutdown-timeout-ms N]\n%s"
             "%s\n\n"
             "  --host ADDR             listen on ADDR only (default: all addresses)\n"
             "  --access-log            log one line per request\n"
@@ -64,11 +84,32 @@ static inline void ex_usage(FILE *f, const char *usage_line, const char *what, u
             "  --read-timeout-ms N     time to receive a whole request (default 60000)\n"
             "  --idle-timeout-ms N     keep-alive wait for the next request (default 60000)\n"
             "%s"
+            "  --no-graceful           restarts are full restarts (the examples turn graceful\n"
+            "                          restart on; grace's own default is off)\n"
+            "  --graceful-timeout-ms N a new process must be ready within N ms (default 30000)\n"
+            "  --shutdown-timeout-ms N an old process gets N ms to finish its requests\n"
+            "                          (default 5000)\n"
+            "%s"
             "  Port 0 picks a free port; the log line \"http server started listening on\n"
             "  [ADDR:PORT]\" shows the one chosen.\n",
-            usage_line, (accept & EX_FLAG_SLEEP) ? " [--sleep-ms N]" : "", what,
+            usage_line, (accept & EX_FLAG_SLEEP) ? " [--sleep-ms N]" : "",
+            (accept & EX_FLAG_ADMIN) ? "          [--admin-token T] [--admin-trusted CIDRS]"
+                                       " [--admin-allow-dir DIR]\n"
+                                     : "",
+            what,
             (accept & EX_FLAG_SLEEP)
                 ? "  --sleep-ms N            how long /sleep sleeps (default 10000)\n"
+                : "",
+            (accept & EX_FLAG_ADMIN)
+                ? "  --admin-token T         admin routes (/debug/admin...) need the header\n"
+                  "                          \"Authorization: Bearer T\" or ?token=T, from any\n"
+                  "                          network unless --admin-trusted is given too\n"
+                  "  --admin-trusted CIDRS   networks whose clients may use the admin routes\n"
+                  "                          (repeatable or comma-separated; default\n"
+                  "                          127.0.0.0/8,::1/128)\n"
+                  "  --admin-allow-dir DIR   newExeFilePath may also name an executable in DIR\n"
+                  "                          (repeatable; the running executable's directory\n"
+                  "                          is always allowed)\n"
                 : "");
 }
 
@@ -111,6 +152,24 @@ static inline bool ex_parse_ports(const char *s, ex_flags_t *f)
     return f->n_ports > 0;
 }
 
+/* Add the comma-separated networks of s to f->admin_trusted. */
+static inline bool ex_parse_networks(const char *s, ex_flags_t *f)
+{
+    while (*s != '\0') {
+        size_t len = strcspn(s, ",");
+        if (len == 0 || len >= sizeof(f->admin_trusted_buf[0]) || f->n_admin_trusted == EX_MAX_LIST)
+            return false;
+        char *one = f->admin_trusted_buf[f->n_admin_trusted];
+        memcpy(one, s, len);
+        one[len] = '\0';
+        f->admin_trusted[f->n_admin_trusted++] = one;
+        s += len;
+        if (*s == ',' && *++s == '\0')
+            return false; /* trailing comma */
+    }
+    return f->n_admin_trusted > 0;
+}
+
 static inline _Noreturn void ex_bad_flag(const ex_flags_t *f, const char *arg)
 {
     fprintf(stderr, "%s: unknown flag '%s' (see --help)\n", f->prog, arg);
@@ -129,6 +188,7 @@ static inline void ex_parse_flags(int argc, char **argv, ex_flags_t *f, const ch
     memset(f, 0, sizeof(*f));
     f->prog = argc > 0 ? argv[0] : "example";
     f->sleep_ms = 10000;
+    f->restart.graceful = 1;
     for (size_t i = 0; i < n_default && i < EX_MAX_PORTS; i++)
         f->ports[f->n_ports++] = default_ports[i];
 
@@ -157,12 +217,25 @@ static inline void ex_parse_flags(int argc, char **argv, ex_flags_t *f, const ch
             f->has_opt = true;
             continue;
         }
+        if (strcmp(name, "--no-graceful") == 0) {
+            if (val != NULL)
+                ex_bad_flag(f, arg);
+            f->restart.graceful = 0;
+            continue;
+        }
+        bool admin_flag = strcmp(name, "--admin-token") == 0 ||
+                          strcmp(name, "--admin-trusted") == 0 ||
+                          strcmp(name, "--admin-allow-dir") == 0;
+        if (admin_flag && !(accept & EX_FLAG_ADMIN))
+            ex_bad_flag(f, arg);
 
         /* Every other flag takes a value. */
         bool known = strcmp(name, "--host") == 0 || strcmp(name, port_flag) == 0 ||
                      strcmp(name, "--max-body") == 0 || strcmp(name, "--max-header-bytes") == 0 ||
                      strcmp(name, "--read-timeout-ms") == 0 ||
                      strcmp(name, "--idle-timeout-ms") == 0 ||
+                     strcmp(name, "--graceful-timeout-ms") == 0 ||
+                     strcmp(name, "--shutdown-timeout-ms") == 0 || admin_flag ||
                      ((accept & EX_FLAG_SLEEP) && strcmp(name, "--sleep-ms") == 0);
         if (!known)
             ex_bad_flag(f, arg);
@@ -186,6 +259,22 @@ static inline void ex_parse_flags(int argc, char **argv, ex_flags_t *f, const ch
         } else if (strcmp(name, "--sleep-ms") == 0) {
             ok = ex_parse_num(val, INT64_MAX / 1000000, &n);
             f->sleep_ms = n;
+        } else if (strcmp(name, "--admin-token") == 0) {
+            ok = *val != '\0';
+            f->admin_token = val;
+        } else if (strcmp(name, "--admin-trusted") == 0) {
+            ok = ex_parse_networks(val, f);
+        } else if (strcmp(name, "--admin-allow-dir") == 0) {
+            ok = *val != '\0' && f->n_admin_dirs < EX_MAX_LIST;
+            if (ok)
+                f->admin_dirs[f->n_admin_dirs++] = val;
+        } else if (strcmp(name, "--graceful-timeout-ms") == 0 ||
+                   strcmp(name, "--shutdown-timeout-ms") == 0) {
+            ok = ex_parse_num(val, INT64_MAX, &n) && n > 0;
+            if (strcmp(name, "--graceful-timeout-ms") == 0)
+                f->restart.graceful_timeout_ms = n;
+            else
+                f->restart.graceful_shutdown_timeout_ms = n;
         } else {
             ok = ex_parse_num(val, INT64_MAX, &n);
             if (ok && n == 0)
@@ -218,10 +307,13 @@ static inline void ex_check(const ex_flags_t *f, int rc, const char *what)
 
 /*
  * Give server s the ports ports[0..n) (on --host's address, or on every
- * address) and the options from the flags. Exits 1 on a configuration error.
+ * address) and the options from the flags, and set the process's restart
+ * options (graceful on unless --no-graceful). Call before the first server
+ * starts. Exits 1 on a configuration error.
  */
 static inline void ex_configure(grace_server_t *s, const ex_flags_t *f, const int *ports, size_t n)
 {
+    ex_check(f, grace_set_restart_options(&f->restart), "cannot set restart options");
     if (f->host == NULL) {
         ex_check(f, grace_server_set_ports(s, ports, n), "cannot set ports");
     } else {
@@ -244,6 +336,24 @@ static inline void ex_configure(grace_server_t *s, const ex_flags_t *f, const in
     }
     if (f->has_opt)
         ex_check(f, grace_server_set_options(s, &f->opt), "cannot set options");
+}
+
+/*
+ * gf's s.EnableAdmin(): the admin page at /debug/admin on server s, with the
+ * --admin-* flags. Exits 1 if grace refuses them (a bad network, say).
+ */
+static inline void ex_enable_admin(grace_server_t *s, const ex_flags_t *f)
+{
+    if (f->admin_token == NULL && f->n_admin_trusted == 0 && f->n_admin_dirs == 0) {
+        ex_check(f, grace_server_enable_admin(s, NULL), "cannot enable the admin page");
+        return;
+    }
+    grace_admin_options_t opt = {
+        .token = f->admin_token,
+        .trusted_networks = f->n_admin_trusted ? f->admin_trusted : NULL,
+        .allowed_exe_dirs = f->n_admin_dirs ? f->admin_dirs : NULL,
+    };
+    ex_check(f, grace_server_enable_admin_ex(s, &opt), "cannot enable the admin page");
 }
 
 #endif /* GRACE_EXAMPLE_FLAGS_H */

@@ -1,14 +1,17 @@
 /*
  * multi.c -- gf's "many servers, many ports" example, in C:
  *
- *   s1 := g.Server("s1"); s1.SetPort(8100, 8200); s1.Start()
- *   s2 := g.Server("s2"); s2.SetPort(8300, 8400); s2.Start()
+ *   s1 := g.Server("s1"); s1.EnableAdmin(); s1.SetPort(8100, 8200); s1.Start()
+ *   s2 := g.Server("s2"); s2.EnableAdmin(); s2.SetPort(8300, 8400); s2.Start()
  *   g.Wait()
  *
  * Two named servers live in one process, each on two ports. "/" answers the
  * server's name ("s1" or "s2"), "/pid" the process's PID: both servers share
- * it. One signal (SIGTERM, ...) shuts every server down; grace_wait()
- * returns when the last one has finished.
+ * it. Both have the admin page, and any one admin URL acts on the whole
+ * process: http://127.0.0.1:8100/debug/admin/restart restarts both servers
+ * on all four ports (graceful restart is on: a new process takes over every
+ * port), .../shutdown shuts them all down. One signal (SIGTERM, ...) does
+ * the same; grace_wait() returns when the last server has finished.
  *
  * Run `multi --ports 8100,8200,8300,8400` (exactly four ports: the first
  * two for s1, the last two for s2).
@@ -37,7 +40,7 @@ static int handle_pid(grace_request_t *req, grace_response_t *res, void *user)
     return grace_response_writef(res, "%ld\n", (long)getpid());
 }
 
-/* Get server name, bind its routes and give it two ports. */
+/* Get server name, bind its routes and the admin page, give it two ports. */
 static grace_server_t *make_server(const ex_flags_t *f, const char *name, const int *ports)
 {
     grace_server_t *s = grace_server(name); /* g.Server(name) */
@@ -49,6 +52,7 @@ static grace_server_t *make_server(const ex_flags_t *f, const char *name, const 
     ex_check(f, grace_server_bind_handler(s, "/", handle_name, (void *)grace_server_name(s)),
              "bind /");
     ex_check(f, grace_server_bind_handler(s, "/pid", handle_pid, NULL), "bind /pid");
+    ex_enable_admin(s, f); /* s.EnableAdmin() */
     ex_configure(s, f, ports, 2);
     return s;
 }
@@ -58,7 +62,9 @@ int main(int argc, char **argv)
     static const int default_ports[] = {8100, 8200, 8300, 8400};
     ex_flags_t f;
     ex_parse_flags(argc, argv, &f, "--ports", default_ports, 4, "multi [--ports P1,P2,P3,P4]",
-                   "Two servers in one process: s1 on P1,P2 and s2 on P3,P4.", 0);
+                   "Two servers in one process: s1 on P1,P2 and s2 on P3,P4, each with the\n"
+                   "admin page /debug/admin (acting on both).",
+                   EX_FLAG_ADMIN);
     if (f.n_ports != 4) {
         fprintf(stderr, "%s: --ports needs exactly 4 ports (s1: first two, s2: last two)\n",
                 f.prog);

@@ -81,17 +81,38 @@ static void printable(char *out, size_t cap, grace_str_t s)
     out[n] = '\0';
 }
 
-/* Refuse a request: one log line, the status and the reason as the body. */
-static void refuse(grace_request_t *req, grace_response_t *res, int status, const char *why)
+static bool wants_json(const grace_request_t *req)
+{
+    return str_has(grace_request_header(req, "Accept"), "application/json");
+}
+
+/* An error answer: text, or {"ok":false,"error":...} for a client that
+ * asked for JSON. Replaces anything written before. */
+static void answer_error(grace_request_t *req, grace_response_t *res, int status,
+                         const char *prefix, const char *why)
+{
+    grace_response_clear(res);
+    grace_response_set_status(res, status);
+    if (wants_json(req)) {
+        char text[512];
+        snprintf(text, sizeof text, "%s%s", prefix, why);
+        grace_response_set_header(res, "Content-Type", "application/json");
+        grace_response_writef(res, "{\"ok\":false,\"error\":");
+        grace_response_write_json_string(res, text, strlen(text));
+        grace_response_writef(res, "}\n");
+        return;
+    }
+    grace_response_writef(res, "%s%s\n", prefix, why);
+}
+
+/* Refuse a request: one log line, and a 403 with the reason. */
+static void refuse(grace_request_t *req, grace_response_t *res, const char *why)
 {
     char method[16], path[128];
     printable(method, sizeof method, grace_request_method(req));
     printable(path, sizeof path, grace_request_path(req));
-    grace_log("admin: refused %s %s from %s: %s", method, path, grace_request_client_ip(req),
-              why);
-    grace_response_clear(res);
-    grace_response_set_status(res, status);
-    grace_response_writeln(res, why);
+    grace_log("admin: refused %s %s from %s: %s", method, path, grace_request_client_ip(req), why);
+    answer_error(req, res, 403, "", why);
 }
 
 /* ---- Networks --------------------------------------------------------------- */
@@ -215,26 +236,34 @@ static bool same_origin(const grace_request_t *req, grace_str_t url)
     return strcasecmp(origin, host) == 0;
 }
 
-/* Why a request must be refused as cross-site or embedded; NULL if it is
- * not. Requests without any of these headers (curl, scripts) pass: the
- * attack this stops needs a browser, and browsers send them. */
-static const char *cross_site_reason(const grace_request_t *req)
+/* Is the request cross-site or embedded? If so, the reason (naming the
+ * header that told) is written to why. Requests without any of these headers
+ * (curl, scripts) pass: the attack this stops needs a browser, and browsers
+ * send them. */
+static bool is_cross_site(const grace_request_t *req, char *why, size_t cap)
 {
     grace_str_t site = grace_request_header(req, "Sec-Fetch-Site");
     grace_str_t dest = grace_request_header(req, "Sec-Fetch-Dest");
     grace_str_t origin = grace_request_header(req, "Origin");
-    if (site.ptr && !str_is(site, "same-origin") && !str_is(site, "none"))
-        return "cross-site admin request refused";
-    /* Only a page or a script of ours may ask: not an <img>, <iframe>, ... */
-    if (dest.ptr && !str_is(dest, "document") && !str_is(dest, "empty"))
-        return "embedded admin request refused";
-    if (origin.ptr && (str_is(origin, "null") || !same_origin(req, origin)))
-        return "cross-origin admin request refused";
-    /* A browser too old for Fetch Metadata still sends Referer with a link. */
     grace_str_t referer = grace_request_header(req, "Referer");
-    if (!site.ptr && !origin.ptr && referer.ptr && !same_origin(req, referer))
-        return "cross-origin admin request refused";
-    return NULL;
+    const char *what = NULL, *name = NULL;
+    grace_str_t value = {0};
+    if (site.ptr && !str_is(site, "same-origin") && !str_is(site, "none"))
+        what = "cross-site", name = "Sec-Fetch-Site", value = site;
+    /* Only a page or a script of ours may ask: not an <img>, <iframe>, ... */
+    else if (dest.ptr && !str_is(dest, "document") && !str_is(dest, "empty"))
+        what = "embedded", name = "Sec-Fetch-Dest", value = dest;
+    else if (origin.ptr && (str_is(origin, "null") || !same_origin(req, origin)))
+        what = "cross-origin", name = "Origin", value = origin;
+    /* A browser too old for Fetch Metadata still sends Referer with a link. */
+    else if (!site.ptr && !origin.ptr && referer.ptr && !same_origin(req, referer))
+        what = "cross-origin", name = "Referer", value = referer;
+    if (what == NULL)
+        return false;
+    char shown[80];
+    printable(shown, sizeof shown, value);
+    snprintf(why, cap, "%s admin request refused (%s: %s)", what, name, shown);
+    return true;
 }
 
 /* "Authorization: Bearer T" or ?token=T. */
@@ -263,8 +292,8 @@ static void guard(grace_request_t *req, grace_response_t *res, void *user)
     grace_response_set_header(res, "X-Frame-Options", "DENY");
     grace_response_set_header(res, "Referrer-Policy", "no-referrer");
 
-    const char *why = cross_site_reason(req);
     char buf[160];
+    const char *why = is_cross_site(req, buf, sizeof buf) ? buf : NULL;
     if (why == NULL && a->auth && !a->auth(req, a->auth_user))
         why = "admin access refused by the auth hook";
     if (why == NULL && !a->auth && a->token && !has_token(a, req))
@@ -274,7 +303,7 @@ static void guard(grace_request_t *req, grace_response_t *res, void *user)
         why = buf;
     }
     if (why) {
-        refuse(req, res, 403, why);
+        refuse(req, res, why);
         return;
     }
     grace_next(req, res);
@@ -284,18 +313,36 @@ static void guard(grace_request_t *req, grace_response_t *res, void *user)
 
 static int write_html(grace_response_t *res, const char *s)
 {
-    int r = 0;
-    for (const char *run = s; *s && r >= 0; run = s) {
-        s += strcspn(s, "&<>\"'");
-        r = grace_response_write(res, run, (size_t)(s - run));
+    while (*s) {
+        size_t n = strcspn(s, "&<>\"'");
+        int r = n ? grace_response_write(res, s, n) : 0;
+        s += n;
         if (r < 0 || *s == '\0')
-            break;
-        const char *esc = *s == '&' ? "&amp;" : *s == '<' ? "&lt;" : *s == '>' ? "&gt;"
-                        : *s == '"' ? "&quot;" : "&#39;";
-        r = grace_response_write(res, esc, strlen(esc));
+            return r;
+        const char *esc = *s == '&'   ? "&amp;"
+                          : *s == '<' ? "&lt;"
+                          : *s == '>' ? "&gt;"
+                          : *s == '"' ? "&quot;"
+                                      : "&#39;";
+        if ((r = grace_response_write(res, esc, strlen(esc))) < 0)
+            return r;
         s++;
     }
-    return r;
+    return 0;
+}
+
+/* Write s percent-encoded for a query value (unreserved bytes as they are). */
+static void write_query_value(grace_response_t *res, grace_str_t s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char c = (unsigned char)s.ptr[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            (c && strchr("-._~", c)))
+            grace_response_write(res, &s.ptr[i], 1);
+        else
+            grace_response_writef(res, "%%%c%c", hex[c >> 4], hex[c & 15]);
+    }
 }
 
 static void format_uptime(int64_t ms, char *out, size_t cap)
@@ -357,7 +404,6 @@ static int handle_page(grace_request_t *req, grace_response_t *res, void *user)
     const admin_t *a = user;
     /* A token that came in the URL goes on to the links, so a click works. */
     grace_str_t tok = a->token && !a->auth ? grace_request_query(req, "token") : (grace_str_t){0};
-    const char *qs = tok.ptr ? grace_request_query_string(req).ptr : NULL;
     grace_restart_options_t ro;
     grace_get_restart_options(&ro);
     char uptime[64];
@@ -375,9 +421,10 @@ static int handle_page(grace_request_t *req, grace_response_t *res, void *user)
                           "</head>\n<body>\n<h1>grace admin <small>",
                           (long)getpid(), page_style);
     write_html(res, grace_server_name(grace_request_server(req)));
-    grace_response_writef(res, "</small></h1>\n<section>\n<table>\n"
-                               "<tr><th>PID</th><td id=\"pid\">%ld</td></tr>\n"
-                               "<tr><th>Executable</th><td><code id=\"exe\">",
+    grace_response_writef(res,
+                          "</small></h1>\n<section>\n<table>\n"
+                          "<tr><th>PID</th><td id=\"pid\">%ld</td></tr>\n"
+                          "<tr><th>Executable</th><td><code id=\"exe\">",
                           (long)getpid());
     write_html(res, exe ? exe : "");
     grace_response_writef(res, "</code></td></tr>\n<tr><th>Uptime</th><td>");
@@ -397,9 +444,9 @@ static int handle_page(grace_request_t *req, grace_response_t *res, void *user)
         grace_response_writef(res, "<a%s href=\"", i == 2 ? " class=\"stop\"" : "");
         write_html(res, a->pattern);
         grace_response_writef(res, "/%s", actions[i]);
-        if (qs) {
-            grace_response_writef(res, "?");
-            write_html(res, qs);
+        if (tok.ptr) {
+            grace_response_writef(res, "?token=");
+            write_query_value(res, tok); /* no '&', '<' or '"' left to escape */
         }
         grace_response_writef(res, "\">%s</a>\n", actions[i]);
     }
@@ -523,11 +570,6 @@ static bool exe_allowed(const admin_t *a, grace_str_t v, char out[PATH_MAX], cha
     return true;
 }
 
-static bool wants_json(const grace_request_t *req)
-{
-    return str_has(grace_request_header(req, "Accept"), "application/json");
-}
-
 /* Checks common to every action; false when the request was answered. */
 static bool action_allowed(grace_request_t *req, grace_response_t *res)
 {
@@ -544,7 +586,7 @@ static bool action_allowed(grace_request_t *req, grace_response_t *res)
     for (size_t i = 0; i < sizeof purpose / sizeof purpose[0]; i++) {
         grace_str_t p = grace_request_header(req, purpose[i]);
         if (str_has(p, "prefetch") || str_has(p, "prerender") || str_has(p, "preview")) {
-            refuse(req, res, 403, "prefetch of an admin action refused");
+            refuse(req, res, "prefetch of an admin action refused");
             return false;
         }
     }
@@ -564,22 +606,6 @@ static void answer_ok(grace_request_t *req, grace_response_t *res, int pid, cons
     grace_response_writeln(res, text);
 }
 
-static void answer_error(grace_request_t *req, grace_response_t *res, int status,
-                         const char *prefix, const char *why)
-{
-    grace_response_set_status(res, status);
-    if (wants_json(req)) {
-        char text[512];
-        snprintf(text, sizeof text, "%s%s", prefix, why);
-        grace_response_set_header(res, "Content-Type", "application/json");
-        grace_response_writef(res, "{\"ok\":false,\"error\":");
-        grace_response_write_json_string(res, text, strlen(text));
-        grace_response_writef(res, "}\n");
-        return;
-    }
-    grace_response_writef(res, "%s%s\n", prefix, why);
-}
-
 static int restart(grace_request_t *req, grace_response_t *res, const admin_t *a, bool reload)
 {
     if (!action_allowed(req, res))
@@ -591,9 +617,7 @@ static int restart(grace_request_t *req, grace_response_t *res, const admin_t *a
         char why[200], msg[256];
         if (!exe_allowed(a, v, exe, why, sizeof why)) {
             snprintf(msg, sizeof msg, "newExeFilePath not allowed: %s", why);
-            refuse(req, res, 403, msg);
-            if (wants_json(req))
-                answer_error(req, res, 403, "", msg); /* refuse() wrote text */
+            refuse(req, res, msg);
             return 0;
         }
         grace_log("admin: %s to %s requested from %s", what, exe, grace_request_client_ip(req));
@@ -611,7 +635,9 @@ static int restart(grace_request_t *req, grace_response_t *res, const admin_t *a
     } else {
         int status = r == GRACE_EBUSY ? 503 : r == GRACE_ESTATE ? 409 : 500;
         const char *why = grace_strerror(r);
-        if (r == GRACE_ESTATE && reload)
+        grace_restart_options_t ro;
+        grace_get_restart_options(&ro);
+        if (r == GRACE_ESTATE && reload && !ro.graceful)
             why = "graceful restart is off (reload is always graceful)";
         if (status == 503)
             grace_response_set_header(res, "Retry-After", "1");
@@ -771,8 +797,7 @@ int grace_server_enable_admin_ex(grace_server_t *s, const grace_admin_options_t 
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         char pattern[PATH_MAX];
-        snprintf(pattern, sizeof pattern, "%s%s%s", routes[i].method, a->pattern,
-                 routes[i].suffix);
+        snprintf(pattern, sizeof pattern, "%s%s%s", routes[i].method, a->pattern, routes[i].suffix);
         r = grace_server_bind_handler(s, pattern, routes[i].fn, a);
         if (r < 0)
             return r;

@@ -36,7 +36,9 @@ void grace__response_reset(grace_response_t *res)
 
 int grace_response_set_status(grace_response_t *res, int status)
 {
-    if (status < 100 || status > 999)
+    /* 1xx are interim answers grace sends itself (100 Continue); a final
+     * answer is 200-999. */
+    if (status < 200 || status > 999)
         return GRACE_EINVAL;
     if (res->streaming)
         return GRACE_ESENT;
@@ -258,7 +260,7 @@ int grace_response_clear(grace_response_t *res)
 
 static bool status_has_body(int status)
 {
-    return status >= 200 && status != 204 && status != 304;
+    return status >= 200 && status != 204 && status != 205 && status != 304;
 }
 
 static int append_status_line(grace__buf_t *out, int status)
@@ -337,6 +339,8 @@ int grace__response_finish(grace_response_t *res, const grace_request_t *req, bo
         uint64_t len = (req->is_head && res->body.len == 0 && res->fixed_length >= 0)
                            ? (uint64_t)res->fixed_length
                            : res->body.len;
+        if (res->status == 205)
+            len = 0; /* no content allowed, but framed: 205 is not bodiless by rule */
         r |= grace__buf_append_u64(out, len);
         r |= grace__buf_append(out, "\r\n", 2);
     }

@@ -505,3 +505,364 @@ def port_refuses(port, timeout=IO_TIMEOUT):
 
 def simple_get(path="/", host="x", extra=""):
     return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n".encode("latin-1")
+
+
+# ---- Graceful restart: following a server across processes ------------------
+#
+# After a graceful restart the serving process is a child of the old one,
+# which then exits: the new process is re-parented. The test process makes
+# itself a child subreaper for the whole session (prctl), so every descendant
+# comes back to pytest instead of to init: it can be reaped, its exit status
+# read, and it can always be stopped. Everything here finds processes by PID
+# only: the PIDs in a server's own log lines ("DATE TIME PID: message") and
+# the descendants of the test process that run a binary from BUILD_DIR.
+
+import ctypes  # noqa: E402 - kept with the code that needs it
+
+PR_SET_CHILD_SUBREAPER = 36
+LOG_LINE_RE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} (\d+): (.*)$")
+
+
+def become_child_subreaper():
+    """Make this process the reaper of its orphaned descendants (Linux)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(err)}")
+
+
+def log_pid(line):
+    """The PID field of a grace log line, or None for any other line."""
+    m = LOG_LINE_RE.match(line)
+    return int(m.group(1)) if m else None
+
+
+def proc_stat(pid):
+    """(state, ppid) of pid from /proc, or None if there is no such process.
+    state is the one-letter state: 'Z' for a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read().decode("latin-1")
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    except OSError:
+        return None
+    rest = data[data.rfind(")") + 2 :].split()  # the name may hold spaces
+    return rest[0], int(rest[1])
+
+
+def proc_table():
+    """{pid: (state, ppid)} of every process visible now."""
+    table = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            st = proc_stat(int(name))
+            if st is not None:
+                table[int(name)] = st
+    return table
+
+
+def proc_descendants(root, table=None):
+    """PIDs of every descendant of root (children, their children, ...)."""
+    table = proc_table() if table is None else table
+    kids = {}
+    for pid, (_, ppid) in table.items():
+        kids.setdefault(ppid, []).append(pid)
+    out, todo = [], [root]
+    while todo:
+        for k in kids.get(todo.pop(), []):
+            out.append(k)
+            todo.append(k)
+    return out
+
+
+def proc_exe(pid):
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return None
+
+
+def is_build_binary(pid):
+    """True if pid runs a program from BUILD_DIR (an example or a helper)."""
+    exe = proc_exe(pid)
+    if exe is None:
+        return False
+    exe = exe.removesuffix(" (deleted)")
+    return exe.startswith(str(BUILD_DIR.resolve()) + os.sep) or exe.startswith(
+        str(BUILD_DIR) + os.sep
+    )
+
+
+def zombie_children(pid, table=None):
+    """PIDs of zombies whose parent is pid."""
+    table = proc_table() if table is None else table
+    return sorted(p for p, (state, ppid) in table.items() if ppid == pid and state == "Z")
+
+
+def reap_pid(pid):
+    """Reap pid if it is our exited child. Returns its exit code (negative:
+    killed by that signal), or None if it is not (yet) reapable by us."""
+    try:
+        got, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None
+    if got == 0:
+        return None
+    return os.waitstatus_to_exitcode(status)
+
+
+def reap_adopted_build_zombies(exclude=()):
+    """Reap zombies re-parented to us that ran a BUILD_DIR binary (their exe is
+    gone, so: zombies among our children that no Popen object owns). Popen
+    children are listed in exclude and never touched here."""
+    me = os.getpid()
+    reaped = {}
+    for pid in zombie_children(me):
+        if pid in exclude:
+            continue
+        code = reap_pid(pid)
+        if code is not None:
+            reaped[pid] = code
+    return reaped
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _child_subreaper():
+    """Session-wide: descendants orphaned by a graceful restart come back to
+    pytest. At the end of the session any such descendant still running a
+    BUILD_DIR binary is stopped and every adopted zombie is reaped."""
+    try:
+        become_child_subreaper()
+    except (OSError, AttributeError):  # not Linux: restart tests will say so
+        pass
+    yield
+    me = os.getpid()
+    left = [p for p in proc_descendants(me) if is_build_binary(p)]
+    stop_pids(left)
+    for pid in zombie_children(me):
+        reap_pid(pid)
+
+
+def stop_pids(pids, sig=signal.SIGTERM, timeout=STOP_TIMEOUT, popen=None):
+    """Stop processes by PID: sig, wait up to timeout, then SIGKILL. Only
+    descendants of this process are signalled (a PID that is no longer ours
+    is left alone). Reaps those that are our children; popen maps a PID to
+    its Popen object (reaped through it, never with waitpid).
+    Returns {pid: exit code} for the ones reaped here."""
+    popen = popen or {}
+    codes = {}
+
+    def ours(pid):
+        return pid in popen or pid in proc_descendants(os.getpid())
+
+    def gone(pid):
+        if pid in popen:
+            return popen[pid].poll() is not None
+        st = proc_stat(pid)
+        if st is None:
+            return True
+        if st[0] == "Z":
+            if st[1] == os.getpid():
+                code = reap_pid(pid)
+                if code is not None:
+                    codes[pid] = code
+                    return True
+                return False
+            return True  # a zombie of another process: it has exited
+        return False
+
+    targets = [p for p in dict.fromkeys(pids) if not gone(p) and ours(p)]
+    for p in targets:
+        try:
+            os.kill(p, sig)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    left = list(targets)
+    while left and time.monotonic() < deadline:
+        left = [p for p in left if not gone(p)]
+        if left:
+            time.sleep(0.02)
+    for p in left:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    while left and time.monotonic() < deadline:
+        left = [p for p in left if not gone(p)]
+        if left:
+            time.sleep(0.02)
+    for p, proc in popen.items():
+        if proc.poll() is not None:
+            codes.setdefault(p, proc.returncode)
+    return codes
+
+
+class GraceServer(Server):
+    """A Server followed across graceful restarts.
+
+    Every grace process of the program writes to the same stderr pipe, so
+    self.lines holds the log of all generations; the PID field of each line
+    says which process wrote it. The process the test started (self.proc,
+    self.pid) is only the first generation; serving_pid() is the current one.
+    stop() stops every generation still running and every descendant that
+    runs a BUILD_DIR binary, reaps them all and records their exit codes
+    (self.exit_codes); problems() then also reports a generation that did
+    not exit with 0 unless the test said so (self.expect_exit[pid] = code,
+    or None for "any")."""
+
+    def __init__(self, name, args=(), n_ports=1, host=True):
+        super().__init__(name, args, n_ports=n_ports, host=host)
+        self.exit_codes = {}
+        self.expect_exit = {}
+        self.leftovers = []
+
+    # ---- which processes --------------------------------------------------
+    def log_pids(self):
+        """PIDs that wrote grace log lines, in order of first appearance."""
+        with self._cond:
+            lines = list(self.lines)
+        seen = dict.fromkeys(p for p in map(log_pid, lines) if p is not None)
+        return list(seen)
+
+    def serving_pid(self):
+        """The PID that serves now: the newest process named by a "new
+        process N is serving" line (the first process if none)."""
+        pid = self.pid
+        with self._cond:
+            for line in self.lines:
+                m = re.search(r": new process (\d+) is serving", line)
+                if m:
+                    pid = int(m.group(1))
+        return pid
+
+    def mark(self):
+        """Index of the next log line (for wait_for_line(start=...))."""
+        with self._cond:
+            return len(self.lines)
+
+    def lines_of(self, pid, start=0):
+        with self._cond:
+            return [ln for ln in self.lines[start:] if log_pid(ln) == pid]
+
+    def wait_restart(self, start, timeout=40.0):
+        """Wait for the outcome of a graceful restart begun after log line
+        start: returns the new PID, or fails the test with the log if the
+        restart failed or nothing happened in time."""
+        m = self.wait_for_line(
+            r": (new process (\d+) is serving|restart failed: .*)", timeout=timeout, start=start
+        )
+        if m.group(2) is None:
+            pytest.fail(f"{self.name}: restart failed: {m.group(0)}\nstderr:\n{self.stderr()}")
+        return int(m.group(2))
+
+    def reap(self):
+        """Reap generations that have exited and were re-parented to us."""
+        for pid in self.log_pids():
+            if pid == self.pid or pid in self.exit_codes:
+                continue
+            st = proc_stat(pid)
+            if st is not None and st[0] == "Z" and st[1] == os.getpid():
+                code = reap_pid(pid)
+                if code is not None:
+                    self.exit_codes[pid] = code
+        if self.proc is not None and self.proc.poll() is not None:
+            self.exit_codes[self.pid] = self.proc.returncode
+
+    def pid_alive(self, pid):
+        """True while pid runs (not exited, not a zombie); reaps on the way."""
+        self.reap()
+        if pid == self.pid:
+            return self.proc.poll() is None
+        if pid in self.exit_codes:
+            return False
+        st = proc_stat(pid)
+        return st is not None and st[0] != "Z"
+
+    def wait_pid_exit(self, pid, timeout=STOP_TIMEOUT):
+        """Wait up to timeout for generation pid to exit. Returns its exit
+        code if we reaped it, "exited" if it exited as another process's
+        child, or None if it still runs."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.pid_alive(pid):
+                return self.exit_codes.get(pid, "exited")
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.02)
+
+    def alive_pids(self):
+        """Generations (log PIDs and the first process) still running."""
+        return [p for p in dict.fromkeys([self.pid, *self.log_pids()]) if self.pid_alive(p)]
+
+    def descendants(self):
+        """Running or zombie descendants of this test process that belong to
+        this server: its generations and everything below them."""
+        table = proc_table()
+        mine = set(proc_descendants(os.getpid(), table))
+        out = set()
+        for r in dict.fromkeys([self.pid, *self.log_pids()]):
+            if r in mine:
+                out.add(r)
+                out.update(proc_descendants(r, table))
+        return sorted(out)
+
+    # ---- life cycle ------------------------------------------------------
+    def stop(self, sig=signal.SIGTERM, timeout=STOP_TIMEOUT):
+        if self.proc is None:
+            return None
+        try:
+            pids = [p for p in self.descendants() if p == self.pid or is_build_binary(p)]
+            pids += [p for p in self.alive_pids() if p not in pids]
+            codes = stop_pids(pids, sig=sig, timeout=timeout, popen={self.pid: self.proc})
+            for p, c in codes.items():
+                self.exit_codes.setdefault(p, c)
+        finally:
+            # Whatever happened, nothing of ours may outlive the test.
+            rest = [p for p in self.descendants() if p != self.pid and is_build_binary(p)]
+            if rest:
+                self.leftovers = rest
+                stop_pids(rest, sig=signal.SIGKILL, timeout=5)
+            self.reap()
+        return super().stop(sig=sig, timeout=timeout)
+
+    def kill_and_reap(self):
+        if self.proc is not None:
+            pids = [p for p in self.descendants() if p != self.pid and is_build_binary(p)]
+            stop_pids(pids, sig=signal.SIGKILL, timeout=5)
+            self.reap()
+        super().kill_and_reap()
+
+    def problems(self):
+        out = super().problems()
+        for pid, code in sorted(self.exit_codes.items()):
+            if pid == self.pid:
+                continue  # judged by super()
+            want = self.expect_exit.get(pid, 0)
+            if want is not None and code != want:
+                out.append(f"{self.name} generation pid {pid} exited with {code}, not {want}")
+        if self.leftovers:
+            out.append(f"{self.name}: processes still running at teardown: {self.leftovers}")
+        return out
+
+
+class GraceServerPool(ServerPool):
+    """A ServerPool of GraceServers."""
+
+    def start(self, name, *args, n_ports=1, host=True):
+        srv = GraceServer(name, args, n_ports=n_ports, host=host)
+        self.servers.append(srv)
+        return srv.start()
+
+
+@pytest.fixture
+def grace_servers():
+    """Like servers, for tests that restart them: every generation of every
+    server is stopped, reaped and checked at the end."""
+    pool = GraceServerPool()
+    try:
+        yield pool
+    finally:
+        pool.close()

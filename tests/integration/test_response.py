@@ -260,6 +260,8 @@ def test_json_string_invalid_utf8_becomes_replacement(routes, query):
         ("a=%2B%26%3D&b=", "a=+&=|b=|missing=0"),  # encoded separators are data
         ("a=%41%62", "a=Ab|b=|missing=0"),
         ("aa=no&a=yes", "a=yes|b=|missing=0"),  # names match exactly
+        ("a=%00x&b=y%00", "a=\x00x|b=y\x00|missing=0"),  # a decoded NUL is data
+        ("a&b=", "a=|b=|missing=0"),  # present without a value
     ],
 )
 def test_query(routes, query, expected):
@@ -298,6 +300,23 @@ def test_status_418(routes):
 def test_status_418_via_requests(routes):
     r = get(routes, "/status/418")
     assert r.status_code == 418 and r.reason == "I'm a teapot" and r.content == b"x"
+
+
+@pytest.mark.parametrize("code", [100, 101])
+def test_informational_status_is_never_the_final_answer(routes, code):
+    with RawConn(routes.port) as c:
+        c.send(simple_get(f"/status/{code}"))
+        r = c.read_response()
+        assert r.status >= 200, r
+
+
+def test_205_has_no_content_but_is_framed(routes):
+    with RawConn(routes.port) as c:
+        c.send(simple_get("/status/205") + simple_get("/status/418"))
+        r = c.read_response()
+        assert r.status == 205 and r.body == b"" and r.header("Content-Length") == "0", r
+        r2 = c.read_response()
+        assert r2.status == 418, r2
 
 
 def test_failing_handler_is_500(routes):
