@@ -13,8 +13,12 @@ nginx, against the same wrk command; per run the script records
     read before and after the run),
   * RSS of the process tree (sum of VmRSS) sampled after the run, and PSS
     (sum of Pss from smaps_rollup: shared pages counted once in total),
+  * context switches per request of all the server's threads, and the CPU time
+    other programs on the machine used meanwhile,
 
-and prints medians over the rounds and the ratios grace/nginx.  It never
+and prints medians over the rounds and the ratios grace/nginx.  Before each run
+it waits (up to --quiet-timeout) until other programs leave the CPUs alone,
+and repeats a run (up to --retries times) that they disturbed anyway.  It never
 asserts on performance: the exit status is non-zero only if a server failed
 to start (or died), wrk failed, or the run was interrupted.
 

@@ -69,7 +69,8 @@ GRACE_API const char *grace_version_string(void);
     XX(ENOTREADY, -1005, "new process did not become ready in time")                              \
     XX(ECHILDEXIT, -1006, "new process exited before it was ready")                               \
     XX(EBADEXE, -1007, "executable not allowed or not executable")                               \
-    XX(EBUSY, -16, "a restart is already in progress")
+    XX(EBUSY, -16, "a restart is already in progress")                                            \
+    XX(ETLS, -1008, "TLS configuration error (certificate or key)")
 
 typedef enum {
 #define GRACE_XX_(name, val, text) GRACE_##name = (val),
@@ -145,6 +146,23 @@ GRACE_API int grace_server_set_ports(grace_server_t *s, const int *ports, size_t
 /* Add one listen address: "8199", ":8199" (all addresses), "127.0.0.1:8199",
  * "[::1]:8199", "[::]:8199". Returns GRACE_EBADADDR for anything else. */
 GRACE_API int grace_server_add_address(grace_server_t *s, const char *addr);
+
+/* HTTPS (gf's EnableHTTPS): load a certificate chain (PEM, leaf first) and
+ * its private key (PEM, not encrypted) when the server starts -- and again in
+ * the new process of every graceful restart, which is how a renewed
+ * certificate goes live. TLS 1.2 and 1.3 only, modern ciphers, ALPN
+ * "http/1.1". The files are only recorded here; a missing, unreadable,
+ * encrypted or mismatched key or certificate makes grace_server_start() fail
+ * with GRACE_ETLS and a log line that says which. If no HTTPS address is set
+ * when the server starts, its plain addresses serve HTTPS instead (as gf:
+ * EnableHTTPS + SetPort(8200) serves https on 8200). */
+GRACE_API int grace_server_enable_https(grace_server_t *s, const char *cert_path,
+                                        const char *key_path);
+/* HTTPS listen ports (every address), added to the server's addresses: one
+ * server may serve HTTP on some ports and HTTPS on others. */
+GRACE_API int grace_server_set_https_ports(grace_server_t *s, const int *ports, size_t n_ports);
+/* One HTTPS listen address, same forms as grace_server_add_address(). */
+GRACE_API int grace_server_add_https_address(grace_server_t *s, const char *addr);
 
 /* Set limits and timeouts (see grace_server_options_t). grace copies opt and
  * the string it points to. */
@@ -344,9 +362,10 @@ GRACE_API const char *grace_executable_path(void); /* of the running process */
 /* Requests being answered right now by server s. */
 GRACE_API long grace_server_inflight(const grace_server_t *s);
 /* Number of listen addresses of s; the i-th's text (":8199") and scheme
- * ("http"). Strings live as long as the server. */
+ * ("http" or "https"). Strings live as long as the server. */
 GRACE_API size_t grace_server_address_count(const grace_server_t *s);
 GRACE_API const char *grace_server_address(const grace_server_t *s, size_t i);
+GRACE_API const char *grace_server_address_scheme(const grace_server_t *s, size_t i);
 /* Call fn for every server of the process, in creation order. */
 GRACE_API void grace_servers_foreach(void (*fn)(grace_server_t *s, void *user), void *user);
 

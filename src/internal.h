@@ -164,6 +164,11 @@ void grace__http_date(char out[32]);
 
 enum { GRACE__EV_LISTENER = 1, GRACE__EV_CONN, GRACE__EV_WAKE };
 
+/* OpenSSL's types, declared here so only tls.c needs its headers (C11
+ * allows the same typedef twice). */
+typedef struct ssl_st SSL;
+typedef struct ssl_ctx_st SSL_CTX;
+
 typedef struct grace__loop grace__loop_t;
 typedef struct grace__conn grace__conn_t;
 
@@ -178,6 +183,7 @@ typedef struct {
     int port; /* bound port */
     bool all_addrs;
     bool inherited; /* taken over from the process before a restart */
+    bool tls;       /* HTTPS */
 } grace__listener_t;
 
 typedef struct {
@@ -206,6 +212,8 @@ struct grace_server {
     atomic_long n_inflight;    /* requests inside the handler chain */
     atomic_uint_fast64_t released_mask; /* loops that dropped the listeners (drain) */
     atomic_bool listeners_closed;        /* every loop dropped them; fds closed */
+    char *cert_path, *key_path;          /* HTTPS, set by enable_https */
+    SSL_CTX *tls_ctx;                    /* built at start */
     struct grace_server *next; /* process list */
 };
 
@@ -282,6 +290,18 @@ bool grace__is_draining(void);
 void grace__drain_tick(int64_t now); /* monitor thread, every tick */
 bool grace__full_restart_pending(void);
 void grace__on_restart_signal(int sig); /* SIGUSR1 / SIGUSR2 */
+
+/* tls.c: context (error text in why), connections, non-blocking I/O that
+ * returns bytes, 0 at a clean end, -EAGAIN, or another -errno. */
+int grace__tls_ctx_new(const char *cert, const char *key, SSL_CTX **out, char *why,
+                       size_t why_len);
+void grace__tls_ctx_free(SSL_CTX *ctx);
+SSL *grace__tls_new(SSL_CTX *ctx, int fd);
+void grace__tls_free(SSL *ssl);
+ssize_t grace__tls_read(SSL *ssl, char *buf, size_t len);
+ssize_t grace__tls_write(SSL *ssl, const char *buf, size_t len);
+bool grace__tls_pending(SSL *ssl);
+void grace__tls_close_notify(SSL *ssl);
 
 /* request.c: route and run the chain for req (head parsed, body read). */
 void grace__request_dispatch(grace_request_t *req, grace_response_t *res);

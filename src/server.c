@@ -137,7 +137,7 @@ static int parse_address(const char *spec, grace__listener_t *l)
     return 0;
 }
 
-int grace_server_add_address(grace_server_t *s, const char *addr)
+static int add_address(grace_server_t *s, const char *addr, bool tls)
 {
     if (s == NULL || addr == NULL)
         return GRACE_EINVAL;
@@ -150,7 +150,86 @@ int grace_server_add_address(grace_server_t *s, const char *addr)
     if (r < 0)
         return r;
     l.server = s;
+    l.tls = tls;
     s->listeners[s->n_listeners++] = l;
+    return 0;
+}
+
+int grace_server_add_address(grace_server_t *s, const char *addr)
+{
+    return add_address(s, addr, false);
+}
+
+int grace_server_add_https_address(grace_server_t *s, const char *addr)
+{
+    return add_address(s, addr, true);
+}
+
+int grace_server_set_https_ports(grace_server_t *s, const int *ports, size_t n_ports)
+{
+    if (s == NULL || (ports == NULL && n_ports > 0))
+        return GRACE_EINVAL;
+    for (size_t i = 0; i < n_ports; i++) {
+        char spec[16];
+        if (ports[i] < 0 || ports[i] > 65535)
+            return GRACE_EINVAL;
+        snprintf(spec, sizeof spec, ":%d", ports[i]);
+        int r = add_address(s, spec, true);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+int grace_server_enable_https(grace_server_t *s, const char *cert_path, const char *key_path)
+{
+    if (s == NULL || cert_path == NULL || key_path == NULL || !*cert_path || !*key_path)
+        return GRACE_EINVAL;
+    if (!is_configurable(s))
+        return GRACE_ESTATE;
+    char *c = strdup(cert_path), *k = strdup(key_path);
+    if (c == NULL || k == NULL) {
+        free(c);
+        free(k);
+        return GRACE_ENOMEM;
+    }
+    free(s->cert_path);
+    free(s->key_path);
+    s->cert_path = c;
+    s->key_path = k;
+    return 0;
+}
+
+/* Build the TLS context if the server has HTTPS addresses. Logs why it
+ * cannot, once. */
+static int prepare_tls(grace_server_t *s)
+{
+    bool any_tls = false;
+    for (size_t i = 0; i < s->n_listeners; i++)
+        any_tls |= s->listeners[i].tls;
+    if (s->cert_path && !any_tls) {
+        /* gf: EnableHTTPS + SetPort(8200) serves HTTPS on 8200. */
+        for (size_t i = 0; i < s->n_listeners; i++)
+            s->listeners[i].tls = true;
+        any_tls = true;
+    }
+    if (!any_tls)
+        return 0;
+    if (s->cert_path == NULL) {
+        grace_log("server %s has HTTPS addresses but no certificate: call "
+                  "grace_server_enable_https() first",
+                  s->name);
+        return GRACE_ETLS;
+    }
+    char why[1024];
+    SSL_CTX *ctx = NULL;
+    int r = grace__tls_ctx_new(s->cert_path, s->key_path, &ctx, why, sizeof why);
+    if (r < 0) {
+        grace_log("https server %s cannot start: %s", s->name, why);
+        return r;
+    }
+    grace__tls_ctx_free(s->tls_ctx);
+    s->tls_ctx = ctx;
     return 0;
 }
 
@@ -163,7 +242,12 @@ int grace_server_set_ports(grace_server_t *s, const int *ports, size_t n_ports)
     for (size_t i = 0; i < n_ports; i++)
         if (ports[i] < 0 || ports[i] > 65535)
             return GRACE_EINVAL;
-    s->n_listeners = 0;
+    /* Replace the plain addresses; HTTPS ones stay. */
+    size_t k = 0;
+    for (size_t i = 0; i < s->n_listeners; i++)
+        if (s->listeners[i].tls)
+            s->listeners[k++] = s->listeners[i];
+    s->n_listeners = k;
     for (size_t i = 0; i < n_ports; i++) {
         char spec[16];
         snprintf(spec, sizeof spec, ":%d", ports[i]);
@@ -356,6 +440,8 @@ int grace_server_start(grace_server_t *s)
     int r = grace__engine_start();
     if (r == 0)
         r = start_signals();
+    if (r == 0)
+        r = prepare_tls(s);
     size_t opened = 0;
     for (; r == 0 && opened < s->n_listeners; opened++)
         r = open_listener(&s->listeners[opened]);
@@ -376,7 +462,7 @@ int grace_server_start(grace_server_t *s)
     pthread_mutex_unlock(&grace__proc.mu);
     for (size_t i = 0; i < s->n_listeners; i++) {
         grace__engine_add_listener(&s->listeners[i]);
-        grace_log("http server %s listening on [%s]",
+        grace_log("%s server %s listening on [%s]", s->listeners[i].tls ? "https" : "http",
                   s->listeners[i].inherited ? "reloaded" : "started", s->listeners[i].shown);
     }
     return 0;
@@ -613,6 +699,13 @@ const char *grace_server_address(const grace_server_t *s, size_t i)
         return NULL;
     const grace__listener_t *l = &s->listeners[i];
     return l->shown[0] ? l->shown : l->spec;
+}
+
+const char *grace_server_address_scheme(const grace_server_t *s, size_t i)
+{
+    if (i >= s->n_listeners)
+        return NULL;
+    return s->listeners[i].tls ? "https" : "http";
 }
 
 void grace_servers_foreach(void (*fn)(grace_server_t *s, void *user), void *user)

@@ -91,6 +91,8 @@ struct grace__conn {
     grace_response_t res;
     char client_ip[INET6_ADDRSTRLEN];
     int client_port;
+    SSL *ssl;         /* HTTPS connection, else NULL */
+    bool tls_checked; /* first bytes looked at: a TLS record, not plain HTTP */
 };
 
 struct grace__loop {
@@ -145,6 +147,64 @@ static int64_t now_ms(void)
 
 /* ---- Connections ---------------------------------------------------------- */
 
+/* Send: bytes written, or -EAGAIN, or another -errno. */
+static ssize_t conn_send(grace__conn_t *c, const char *p, size_t len)
+{
+    if (c->ssl)
+        return grace__tls_write(c->ssl, p, len);
+    ssize_t n;
+    do
+        n = send(c->fd, p, len, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+
+/* A plain HTTP request sent to an HTTPS port gets a plain answer that says
+ * so (a TLS alert would mean nothing to that client). Returns true if the
+ * connection's first bytes are not TLS. */
+static bool plain_on_tls_port(grace__conn_t *c)
+{
+    unsigned char first;
+    ssize_t n = recv(c->fd, &first, 1, MSG_PEEK);
+    if (n != 1)
+        return false; /* nothing yet, or EOF: the TLS read will tell */
+    c->tls_checked = true;
+    if (first == 0x16) /* TLS handshake record */
+        return false;
+    static const char answer[] = "HTTP/1.1 400 Bad Request\r\n"
+                                 "Content-Type: text/plain; charset=utf-8\r\n"
+                                 "Connection: close\r\nContent-Length: 48\r\n\r\n"
+                                 "Client sent an HTTP request to an HTTPS server.\n";
+    char sample[64];
+    ssize_t got = recv(c->fd, sample, sizeof sample, MSG_PEEK);
+    grace__log_bad_input(c->client_ip, 400, "plain HTTP sent to an HTTPS port", sample,
+                         got > 0 ? (size_t)got : 0);
+    if (first >= 'A' && first <= 'Z')
+        grace__buf_append(&c->out, answer, sizeof answer - 1);
+    grace__tls_free(c->ssl); /* no close_notify: there is no TLS session */
+    c->ssl = NULL;
+    c->close_after_write = true;
+    return true;
+}
+
+/* Receive: bytes read, 0 at the peer's end, -EAGAIN, or another -errno. */
+static ssize_t conn_recv(grace__conn_t *c, char *p, size_t len)
+{
+    if (c->ssl && !c->tls_checked && plain_on_tls_port(c))
+        return -EAGAIN; /* the plain answer is queued; the caller flushes */
+    if (c->ssl) {
+        ssize_t n = grace__tls_read(c->ssl, p, len);
+        if (n == -EPROTO && !c->req_started)
+            grace_log("TLS handshake with %s failed", c->client_ip);
+        return n;
+    }
+    ssize_t n;
+    do
+        n = recv(c->fd, p, len, 0);
+    while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+
 static void conn_close(grace__conn_t *c)
 {
     grace__loop_t *L = c->loop;
@@ -172,6 +232,7 @@ static void conn_free(grace__conn_t *c)
     grace__buf_free(&c->res.headers);
     grace__buf_free(&c->res.body);
     grace__arena_free(&c->arena);
+    grace__tls_free(c->ssl);
     free(c->headers);
     free(c);
 }
@@ -181,14 +242,12 @@ static void conn_free(grace__conn_t *c)
 static int flush_out(grace__conn_t *c)
 {
     while (c->out_off < c->out.len) {
-        ssize_t n = send(c->fd, c->out.ptr + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+        ssize_t n = conn_send(c, c->out.ptr + c->out_off, c->out.len - c->out_off);
         if (n > 0) {
             c->out_off += (size_t)n;
             continue;
         }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        if (n == -EAGAIN || n == -EWOULDBLOCK)
             return 0;
         return -1;
     }
@@ -412,21 +471,19 @@ static int read_more(grace__conn_t *c)
     size_t room = c->in.cap - c->in.len;
     if (room > limit - c->in.len)
         room = limit - c->in.len;
-    ssize_t n;
-    do
-        n = recv(c->fd, c->in.ptr + c->in.len, room, 0);
-    while (n < 0 && errno == EINTR);
+    ssize_t n = conn_recv(c, c->in.ptr + c->in.len, room);
     if (n > 0) {
         c->in.len += (size_t)n;
         /* A short read drained the socket: with edge triggering, new data
-         * brings a new event, so skip the read that would say EAGAIN. */
-        if ((size_t)n < room)
+         * brings a new event, so skip the read that would say EAGAIN. Not
+         * so with TLS, where one read returns one record. */
+        if ((size_t)n < room && c->ssl == NULL)
             c->maybe_readable = false;
         return 1;
     }
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    if (n == -EAGAIN || n == -EWOULDBLOCK) {
         c->maybe_readable = false;
-        return 0;
+        return c->close_after_write ? 1 : 0; /* an answer to send (plain_on_tls_port) */
     }
     return -1;
 }
@@ -466,6 +523,8 @@ static bool conn_process(grace__conn_t *c)
             /* Shut our side and drain what the client still sends, so the
              * kernel does not answer it with a reset that could destroy the
              * response we just wrote. */
+            if (c->ssl)
+                grace__tls_close_notify(c->ssl);
             shutdown(c->fd, SHUT_WR);
             c->lingering = true;
             c->deadline_ms = now_ms() + LINGER_MS;
@@ -577,6 +636,12 @@ static void do_accept(grace__loop_t *L, grace__listener_t *l)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (l->tls && (c->ssl = grace__tls_new(s->tls_ctx, fd)) == NULL) {
+            free(hdrs);
+            free(c);
+            close(fd);
+            continue;
+        }
         c->kind = GRACE__EV_CONN;
         c->fd = fd;
         c->loop = L;
@@ -671,6 +736,8 @@ static void maintenance(grace__loop_t *L)
              * answer a request already on its way with a reset. A request
              * that crosses the FIN is not answered; clients retry those
              * (RFC 9112 9.3.1). */
+            if (c->ssl)
+                grace__tls_close_notify(c->ssl);
             shutdown(c->fd, SHUT_WR);
             c->lingering = true;
             c->deadline_ms = now + LINGER_MS;
@@ -920,16 +987,15 @@ int grace__conn_write_blocking(grace__conn_t *c, const char *data, size_t len)
         const char *p = parts[i];
         size_t n = lens[i];
         while (n > 0) {
-            ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
+            ssize_t w = conn_send(c, p, n);
             if (w > 0) {
                 p += w;
                 n -= (size_t)w;
                 continue;
             }
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-                struct pollfd pfd = {c->fd, POLLOUT, 0};
+            if (w == -EAGAIN || w == -EWOULDBLOCK) {
+                /* (TLS may want to read first: wait for either.) */
+                struct pollfd pfd = {c->fd, (short)(POLLOUT | (c->ssl ? POLLIN : 0)), 0};
                 int r = poll(&pfd, 1, (int)timeout);
                 if (r > 0 && !(pfd.revents & (POLLERR | POLLHUP)))
                     continue;
@@ -937,7 +1003,7 @@ int grace__conn_write_blocking(grace__conn_t *c, const char *data, size_t len)
                     continue;
                 return r == 0 ? -ETIMEDOUT : -EPIPE;
             }
-            return -errno;
+            return w < 0 ? (int)w : -EPIPE;
         }
     }
     c->out.len = c->out_off = 0;

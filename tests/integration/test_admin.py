@@ -1,0 +1,654 @@
+"""The admin interface (src/admin.c; SPEC A1-A3, B4), seen from a client:
+the page, the JSON status, and who may use the actions.
+
+Safe by default: only trusted networks (loopback) may use it, unless a token
+or an auth hook is configured; newExeFilePath must name an executable in the
+running executable's directory or an allowed one; a browser request from
+another site is refused by its Fetch Metadata / Origin headers, which the
+tests at the end check with a real headless Chromium.
+
+Successful restarts are test_restart*.py's subject; here only one
+seed-walkthrough check clicks "restart" on the page in Chromium.
+"""
+
+import fcntl
+import html.parser
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from conftest import HOST, IO_TIMEOUT, Server, example_path, http, sanitizer_env
+
+ADMIN = "/debug/admin"
+
+
+def start_basic(servers, *args):
+    return servers.start("basic", "--port", "0", *args)
+
+
+def start_copy(servers, app_dir, *args):
+    """basic, copied into app_dir and run from there, so that a test can put
+    files beside the running executable without touching the build dir."""
+    exe = app_dir / "basic"
+    shutil.copy2(example_path("basic"), exe)
+    srv = Server("basic", ["--port", "0", *args])
+    srv.exe = exe
+    srv.argv[0] = str(exe)
+    servers.servers.append(srv)  # stopped and checked by the fixture
+    return srv.start()
+
+
+def get(srv, path, **kw):
+    return http("GET", srv.url(path), **kw)
+
+
+def assert_same_process(srv):
+    """The server still runs, as the same process."""
+    r = get(srv, "/pid")
+    assert r.status_code == 200 and r.text == f"{srv.pid}\n", (r.status_code, r.text)
+    assert srv.running()
+    assert not [l for l in srv.lines if "server reloading" in l or "shutting down" in l], (
+        srv.stderr()
+    )
+
+
+def assert_refused(r, text=None):
+    assert r.status_code == 403, (r.status_code, r.text)
+    if text is not None:
+        assert text in r.text, r.text
+
+
+class PageParser(html.parser.HTMLParser):
+    """Just enough HTML: links, forms and their inputs, text by element id."""
+
+    def __init__(self):
+        super().__init__()
+        self.links = {}  # text -> href
+        self.forms = []  # (action, method, [input names])
+        self.by_id = {}
+        self.text = []
+        self._a = None
+        self._id = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "a":
+            self._a = [a.get("href"), ""]
+        elif tag == "form":
+            self.forms.append((a.get("action"), a.get("method"), []))
+        elif tag == "input" and self.forms:
+            self.forms[-1][2].append(a.get("name"))
+        if "id" in a:
+            self._id = a["id"]
+            self.by_id[self._id] = ""
+
+    def handle_endtag(self, tag):
+        if tag == "a" and self._a:
+            self.links[self._a[1].strip()] = self._a[0]
+            self._a = None
+        self._id = None
+
+    def handle_data(self, data):
+        self.text.append(data)
+        if self._a is not None:
+            self._a[1] += data
+        if self._id is not None:
+            self.by_id[self._id] += data
+
+
+def parse_page(text):
+    p = PageParser()
+    p.feed(text)
+    p.close()
+    return p
+
+
+# ---- The page and the status ------------------------------------------------
+
+
+def test_page_shows_process_servers_and_links(servers):
+    srv = start_basic(servers)
+    r = get(srv, ADMIN)
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"].startswith("text/html")
+    assert r.text.startswith("<!DOCTYPE html>")
+    # Never framed (clickjacking), never cached.
+    assert r.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+    assert r.headers["Cache-Control"] == "no-store"
+    page = parse_page(r.text)
+    assert page.by_id["pid"] == str(srv.pid)
+    assert page.by_id["exe"] == str(srv.exe.resolve())
+    text = "".join(page.text)
+    assert f"{HOST}:{srv.port}" in text
+    assert "default" in text  # the server's name
+    for action in ("restart", "reload", "shutdown"):
+        assert page.links[action] == f"{ADMIN}/{action}", page.links
+    assert page.links["status"] == f"{ADMIN}/status"
+    assert (f"{ADMIN}/restart", "get", ["newExeFilePath"]) in page.forms, page.forms
+
+
+def test_page_and_status_answer_head_and_refuse_post(servers):
+    srv = start_basic(servers)
+    assert http("HEAD", srv.url(ADMIN)).status_code == 200
+    r = http("POST", srv.url(ADMIN))
+    assert r.status_code == 405
+    assert_same_process(srv)
+
+
+def test_status_json(servers):
+    srv = start_basic(servers)
+    r = get(srv, f"{ADMIN}/status")
+    assert r.status_code == 200
+    assert r.headers["Content-Type"] == "application/json"
+    st = r.json()
+    assert st["pid"] == srv.pid
+    assert st["executable"] == str(srv.exe.resolve())
+    assert isinstance(st["uptime_ms"], int) and st["uptime_ms"] >= 0
+    assert st["graceful"] is True  # every example turns it on
+    assert st["server"] == "default"
+    assert st["servers"] == [
+        {
+            "name": "default",
+            "running": True,
+            "addresses": [f"{HOST}:{srv.port}"],
+            "inflight": 1,  # this very request
+        }
+    ]
+
+
+def test_status_of_multi_lists_both_servers_from_any_port(servers):
+    srv = servers.start("multi", "--ports", "0,0,0,0", n_ports=4)
+    seen = set()
+    for i in range(4):
+        st = http("GET", srv.url(f"{ADMIN}/status", i)).json()
+        assert st["pid"] == srv.pid
+        assert [s["name"] for s in st["servers"]] == ["s1", "s2"]
+        addrs = [a for s in st["servers"] for a in s["addresses"]]
+        assert sorted(addrs) == sorted(f"{HOST}:{p}" for p in srv.ports)
+        seen.add(st["server"])
+    assert seen == {"s1", "s2"}
+
+
+def test_no_graceful_flag_shows_in_status(servers):
+    srv = start_basic(servers, "--no-graceful")
+    assert get(srv, f"{ADMIN}/status").json()["graceful"] is False
+    # gf v1's reload is always graceful: refused, and the process stays.
+    r = get(srv, f"{ADMIN}/reload")
+    assert r.status_code == 409, r.text
+    assert "graceful restart is off" in r.text
+    r = get(srv, f"{ADMIN}/reload", headers={"Accept": "application/json"})
+    assert r.status_code == 409 and r.json()["ok"] is False
+    r = get(srv, "/pid")
+    assert r.text == f"{srv.pid}\n"
+
+
+def test_shutdown_answers_then_stops_every_server(servers):
+    srv = servers.start("multi", "--ports", "0,0,0,0", n_ports=4)
+    r = http("GET", srv.url(f"{ADMIN}/shutdown", 3))  # s2's second port
+    assert r.status_code == 200 and r.text == "shutting down\n"
+    assert srv.wait_exit(timeout=15) == 0, srv.stderr()
+    assert any(l.endswith(f"admin: shutdown requested from {HOST}") for l in srv.lines)
+
+
+def test_actions_refuse_other_methods_and_prefetch(servers):
+    srv = start_basic(servers)
+    r = http("DELETE", srv.url(f"{ADMIN}/restart"))
+    assert r.status_code == 405 and r.headers["Allow"] == "GET, POST"
+    assert http("HEAD", srv.url(f"{ADMIN}/shutdown")).status_code == 405
+    # A browser fetching a link ahead of time must not shut anything down.
+    for h in ({"Sec-Purpose": "prefetch;prerender"}, {"Purpose": "prefetch"}):
+        assert_refused(get(srv, f"{ADMIN}/shutdown", headers=h), "prefetch")
+    assert_same_process(srv)
+
+
+def test_bad_admin_flags_refused_at_start(tmp_path):
+    for bad in ("10.0.0.0/33", "10.0.0/8", "::1/129", "example.com/8", "10.0.0.0/-1"):
+        p = subprocess.run(
+            [str(example_path("basic")), "--host", HOST, "--port", "0", "--admin-trusted", bad],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=20,
+            env=sanitizer_env(),
+        )
+        assert p.returncode == 1, (bad, p.stderr)
+        assert b"admin" in p.stderr and b"invalid argument" in p.stderr, p.stderr
+
+
+# ---- Who may use it -----------------------------------------------------------
+
+
+def test_client_outside_trusted_networks_refused(servers):
+    # 127.0.0.1 is not in 10.0.0.0/8: a loopback client counts as remote.
+    srv = start_basic(servers, "--admin-trusted", "10.0.0.0/8,fd00::/8")
+    for path in (ADMIN, f"{ADMIN}/status", f"{ADMIN}/restart", f"{ADMIN}/reload",
+                 f"{ADMIN}/shutdown", f"{ADMIN}/no-such-route"):
+        assert_refused(get(srv, path), f"admin access from {HOST} refused")
+    assert_refused(http("POST", srv.url(f"{ADMIN}/restart")))
+    srv.wait_for_line(rf"admin: refused GET {ADMIN}/restart from {HOST}: admin access")
+    assert_same_process(srv)
+    # Only the admin routes are guarded.
+    assert get(srv, "/").status_code == 200
+    assert get(srv, f"{ADMIN}istrator").status_code == 404
+
+
+def test_trusted_network_containing_the_client_allowed(servers):
+    srv = start_basic(servers, "--admin-trusted", "10.0.0.0/8", "--admin-trusted", "127.0.0.1")
+    assert get(srv, f"{ADMIN}/status").json()["pid"] == srv.pid
+
+
+def test_token_required_when_configured(servers):
+    token = "s3cret-Tok"
+    srv = start_basic(servers, "--admin-token", token)
+    # Loopback is not enough once a token is configured.
+    for path in (ADMIN, f"{ADMIN}/status", f"{ADMIN}/restart", f"{ADMIN}/shutdown"):
+        assert_refused(get(srv, path), "admin token")
+    for wrong in ("", "s3cret", "s3cret-Tok2", "S3CRET-TOK"):
+        assert_refused(get(srv, f"{ADMIN}/status", headers={"Authorization": f"Bearer {wrong}"}))
+        assert_refused(get(srv, f"{ADMIN}/status?token={wrong}"))
+    assert_refused(get(srv, f"{ADMIN}/status", headers={"Authorization": f"Basic {token}"}))
+    srv.wait_for_line(rf"admin: refused GET {ADMIN}/status from {HOST}: admin token")
+    assert_same_process(srv)
+
+    r = get(srv, f"{ADMIN}/status", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200 and r.json()["pid"] == srv.pid
+    r = get(srv, f"{ADMIN}/status?token={token}")
+    assert r.status_code == 200 and r.json()["pid"] == srv.pid
+    # A token that came in the URL stays on the page's links and form.
+    page = parse_page(get(srv, f"{ADMIN}?token={token}").text)
+    assert page.links["restart"] == f"{ADMIN}/restart?token={token}"
+    assert page.links["shutdown"] == f"{ADMIN}/shutdown?token={token}"
+    assert ["newExeFilePath", "token"] in [f[2] for f in page.forms]
+
+
+def test_token_and_trusted_networks_both_required(servers):
+    srv = start_basic(servers, "--admin-token", "t0k", "--admin-trusted", "10.0.0.0/8")
+    assert_refused(get(srv, f"{ADMIN}/status", headers={"Authorization": "Bearer t0k"}))
+    assert_same_process(srv)
+
+
+# ---- newExeFilePath -------------------------------------------------------------
+
+
+@pytest.fixture
+def app_dir():
+    with tempfile.TemporaryDirectory(prefix="grace-admin-") as d:
+        yield Path(d) / "app"
+
+
+def restart_with(srv, path, **kw):
+    return http("GET", srv.url(f"{ADMIN}/restart"), params={"newExeFilePath": path}, **kw)
+
+
+def test_new_exe_outside_allowed_dirs_refused(servers, app_dir):
+    app_dir.mkdir()
+    other = app_dir.parent / "other"
+    other.mkdir()
+    shutil.copy2(example_path("basic"), other / "basic")
+    evil = app_dir.parent / "app-evil"  # shares the allowed dir's prefix
+    evil.mkdir()
+    shutil.copy2(example_path("basic"), evil / "basic")
+    srv = start_copy(servers, app_dir, "--admin-allow-dir", str(app_dir.parent / "allowed"))
+
+    for path in ("/bin/true", str(other / "basic"), str(evil / "basic")):
+        r = restart_with(srv, path)
+        assert_refused(r, "newExeFilePath not allowed: not in the executable's directory")
+    # The JSON form of a refusal, for programs.
+    r = restart_with(srv, "/bin/true", headers={"Accept": "application/json"})
+    assert r.status_code == 403 and r.json()["ok"] is False
+    assert "newExeFilePath not allowed" in r.json()["error"]
+    srv.wait_for_line(rf"admin: refused GET {ADMIN}/restart from {HOST}: newExeFilePath not")
+    assert_same_process(srv)
+
+
+def test_new_exe_with_dotdot_refused(servers, app_dir):
+    app_dir.mkdir()
+    srv = start_copy(servers, app_dir)
+    # Each resolves to an existing file in the allowed directory, but '..'
+    # is refused as such.
+    for path in (
+        f"{app_dir}/../app/basic",
+        f"{app_dir}/../{app_dir.name}/basic",
+        "../app/basic",
+        f"{app_dir}/..",
+    ):
+        assert_refused(restart_with(srv, path), "newExeFilePath not allowed: '..'")
+    # Encoded in the query string: decoded first, then refused.
+    r = get(srv, f"{ADMIN}/restart?newExeFilePath={app_dir}/%2e%2e/app/basic")
+    assert_refused(r, "'..'")
+    assert_same_process(srv)
+
+
+def test_new_exe_symlink_out_of_the_directory_refused(servers, app_dir):
+    app_dir.mkdir()
+    srv = start_copy(servers, app_dir)
+    (app_dir / "evil").symlink_to("/bin/true")
+    (app_dir / "evil-dir").symlink_to("/bin")
+    assert_refused(restart_with(srv, str(app_dir / "evil")), "not in the executable's directory")
+    assert_refused(restart_with(srv, str(app_dir / "evil-dir" / "true")), "not in the")
+    assert_same_process(srv)
+
+
+def test_new_exe_must_be_an_executable_file(servers, app_dir):
+    app_dir.mkdir()
+    srv = start_copy(servers, app_dir)
+    (app_dir / "notes.txt").write_text("not a program\n")
+    (app_dir / "subdir").mkdir()
+    assert_refused(restart_with(srv, str(app_dir / "notes.txt")), "not an executable file")
+    assert_refused(restart_with(srv, str(app_dir / "no-such-file")), "cannot resolve")
+    assert_refused(restart_with(srv, str(app_dir / "subdir")), "not an executable file")
+    assert_same_process(srv)
+
+
+# ---- Cross-site requests ----------------------------------------------------------
+
+
+def test_cross_site_headers_refused(servers):
+    srv = start_basic(servers)
+    here = f"http://{HOST}:{srv.port}"
+    refused = [
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+        {"Origin": "http://evil.example"},
+        {"Origin": "null"},
+        {"Origin": f"http://{HOST}:1"},
+        {"Origin": f"https://{HOST}:{srv.port}x"},
+        {"Sec-Fetch-Site": "same-origin", "Origin": "http://evil.example"},
+        {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Dest": "image"},
+        {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Dest": "iframe"},
+        {"Referer": "http://evil.example/page.html"},
+    ]
+    for h in refused:
+        for path in (f"{ADMIN}/restart", f"{ADMIN}/shutdown", ADMIN):
+            assert_refused(get(srv, path, headers=h), "admin request refused")
+    srv.wait_for_line(
+        rf"admin: refused GET {ADMIN}/restart from {HOST}: "
+        r"cross-site admin request refused \(Sec-Fetch-Site: cross-site\)"
+    )
+    srv.wait_for_line(r"cross-origin admin request refused \(Origin: http://evil\.example\)")
+    assert_same_process(srv)
+
+    # What the seeds' own flows send is let through.
+    allowed = [
+        {},  # curl, scripts
+        {"Sec-Fetch-Site": "none", "Sec-Fetch-Dest": "document"},  # typed URL
+        {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Dest": "document", "Referer": here + ADMIN},
+        {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Dest": "empty", "Origin": here},  # fetch()
+        {"Origin": here},
+        {"Referer": here + ADMIN},
+    ]
+    for h in allowed:
+        r = get(srv, f"{ADMIN}/status", headers=h)
+        assert r.status_code == 200, (h, r.text)
+
+
+# ---- A real browser: headless Chromium ----------------------------------------------
+
+
+def find_chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+@pytest.fixture(scope="module")
+def chromium_exe():
+    """Chromium's path; installed with apt-get if missing (scripts/deps.sh
+    test has it). Skips only when it cannot be had, and says why."""
+    exe = find_chromium()
+    if exe:
+        return exe
+    why = "not on PATH"
+    if shutil.which("apt-get") and os.geteuid() == 0:
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        try:
+            for cmd in (["apt-get", "update", "-q"],
+                        ["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"]):
+                p = subprocess.run(cmd, capture_output=True, timeout=900, env=env)
+                if p.returncode != 0:
+                    why = f"`{' '.join(cmd)}` failed: {p.stderr.decode(errors='replace')[-300:]}"
+                    break
+        except (OSError, subprocess.TimeoutExpired) as e:
+            why = f"apt-get failed: {e!r}"
+        exe = find_chromium()
+        if exe:
+            return exe
+    else:
+        why += "; cannot install it (needs root and apt-get)"
+    pytest.skip(f"headless Chromium unavailable: {why}")
+
+
+class Chromium:
+    """Headless Chromium driven through the DevTools protocol over a pipe
+    (--remote-debugging-pipe: commands on its fd 3, answers on its fd 4,
+    each a JSON text ended by NUL), so no debugging port is opened."""
+
+    def __init__(self, exe):
+        self.profile = tempfile.mkdtemp(prefix="grace-chromium-")
+        to_r, to_w = os.pipe()
+        from_r, from_w = os.pipe()
+        # Give the child ends numbers above 4 so that bash's redirections
+        # to 3 and 4 cannot overwrite one another.
+        a = fcntl.fcntl(to_r, fcntl.F_DUPFD_CLOEXEC, 10)
+        b = fcntl.fcntl(from_w, fcntl.F_DUPFD_CLOEXEC, 10)
+        for fd in (to_r, from_w):
+            os.close(fd)
+        args = [
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--disable-extensions", "--no-proxy-server", "--remote-debugging-pipe",
+            f"--user-data-dir={self.profile}", "about:blank",
+        ]
+        self.proc = subprocess.Popen(
+            ["bash", "-c", f'exec "$0" "$@" 3<&{a} 4>&{b} {a}<&- {b}>&-', exe, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(a, b),
+        )
+        os.close(a)
+        os.close(b)
+        self.w, self.r = to_w, from_r
+        self.buf = b""
+        self.next_id = 0
+
+    def call(self, method, params=None, session=None, timeout=IO_TIMEOUT):
+        self.next_id += 1
+        msg = {"id": self.next_id, "method": method, "params": params or {}}
+        if session:
+            msg["sessionId"] = session
+        os.write(self.w, json.dumps(msg).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:  # events and other answers are not needed: skipped
+            m = self._read(deadline)
+            if m.get("id") == self.next_id:
+                if "error" in m:
+                    raise RuntimeError(f"{method}: {m['error']}")
+                return m["result"]
+
+    def _read(self, deadline):
+        while b"\0" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no answer from Chromium in time")
+            ready, _, _ = select.select([self.r], [], [], left)
+            if ready:
+                data = os.read(self.r, 1 << 16)
+                if not data:
+                    raise EOFError("Chromium closed its DevTools pipe")
+                self.buf += data
+        msg, _, self.buf = self.buf.partition(b"\0")
+        return json.loads(msg)
+
+    def new_tab(self):
+        target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+        return self.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
+            "sessionId"
+        ]
+
+    def navigate(self, tab, url):
+        self.call("Page.navigate", {"url": url}, session=tab)
+
+    def evaluate(self, tab, expr):
+        r = self.call("Runtime.evaluate", {"expression": expr, "returnByValue": True}, session=tab)
+        return r["result"].get("value")
+
+    def wait_for(self, tab, expr, timeout=IO_TIMEOUT):
+        """Poll expr in the tab until it is truthy; returns its value."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                last = self.evaluate(tab, expr)
+            except RuntimeError as e:  # between documents
+                last = repr(e)
+            if last:
+                return last
+            time.sleep(0.1)
+        pytest.fail(f"Chromium: {expr!r} still false after {timeout}s (last: {last!r})")
+
+    def close(self):
+        try:
+            self.call("Browser.close", timeout=5)
+        except (OSError, RuntimeError, TimeoutError, EOFError):
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        for fd in (self.w, self.r):
+            os.close(fd)
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_exe):
+    b = Chromium(chromium_exe)
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+class ForeignSite:
+    """Another origin: a tiny HTTP server serving one HTML page."""
+
+    def __init__(self, page):
+        body = page.encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer((HOST, 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+# The page's own host: "localhost" is another site than 127.0.0.1
+# (Sec-Fetch-Site: cross-site); 127.0.0.1 on another port is the same site
+# but another origin (same-site). Both must be refused.
+@pytest.mark.parametrize("site_host", ["localhost", HOST])
+def test_browser_cross_site_link_image_and_frame_refused(servers, browser, site_host):
+    srv = start_basic(servers)
+    admin = f"http://{HOST}:{srv.port}{ADMIN}"
+    site = ForeignSite(
+        f"""<!DOCTYPE html><html><body>
+<img src="{admin}/restart">
+<iframe src="{admin}"></iframe>
+<a id="x" href="{admin}/shutdown">win a prize</a>
+<script>window.addEventListener("load", () => document.getElementById("x").click());</script>
+</body></html>"""
+    )
+    try:
+        tab = browser.new_tab()
+        browser.navigate(tab, f"http://{site_host}:{site.port}/")
+        # The click navigates the tab to the refusal.
+        text = browser.wait_for(
+            tab, "location.pathname.endsWith('/shutdown') && document.body.innerText"
+        )
+        assert "admin request refused" in text, text
+        for path in (f"{ADMIN}/restart", ADMIN, f"{ADMIN}/shutdown"):
+            srv.wait_for_line(
+                rf"admin: refused GET {path} from {HOST}: "
+                r"cross-site admin request refused \(Sec-Fetch-Site: (cross|same)-site\)"
+            )
+        assert_same_process(srv)
+    finally:
+        site.close()
+
+
+def test_browser_typed_url_allowed(servers, browser):
+    # A URL typed into the address bar (Sec-Fetch-Site: none), as the seeds do.
+    srv = start_basic(servers)
+    tab = browser.new_tab()
+    browser.navigate(tab, f"http://{HOST}:{srv.port}{ADMIN}/status")
+    text = browser.wait_for(tab, "document.body && document.body.innerText")
+    assert json.loads(text)["pid"] == srv.pid
+    browser.navigate(tab, f"http://{HOST}:{srv.port}{ADMIN}")
+    pid = browser.wait_for(tab, "document.getElementById('pid') && "
+                                "document.getElementById('pid').innerText")
+    assert pid == str(srv.pid)
+
+
+def process_gone(pid):
+    """True once pid has exited (a zombie nobody reaps counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return True
+
+
+def test_browser_click_restart_link_seed_walkthrough(servers, browser):
+    """The seed's steps: open /debug/admin, click "restart", and /pid shows
+    the new process's PID (the old one drains and exits)."""
+    srv = start_basic(servers)
+    tab = browser.new_tab()
+    browser.navigate(tab, f"http://{HOST}:{srv.port}{ADMIN}")
+    browser.wait_for(tab, "document.getElementById('pid') !== null")
+    browser.evaluate(tab, "[...document.links].find(a => a.innerText === 'restart').click()")
+    text = browser.wait_for(
+        tab, "location.pathname.endsWith('/restart') && document.body.innerText"
+    )
+    new_pid = None
+    try:
+        assert text.startswith("restarted: new pid "), text
+        new_pid = int(text.split()[-1])
+        assert new_pid != srv.pid
+        r = get(srv, "/pid")
+        assert r.text == f"{new_pid}\n"
+        assert srv.wait_exit(timeout=15) == 0, srv.stderr()  # the old one
+    finally:
+        if new_pid is not None and not process_gone(new_pid):
+            os.kill(new_pid, signal.SIGTERM)
+            deadline = time.monotonic() + 15
+            while not process_gone(new_pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if not process_gone(new_pid):
+                os.kill(new_pid, signal.SIGKILL)

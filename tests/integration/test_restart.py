@@ -1,0 +1,587 @@
+"""Graceful restart, full restart, rollback and drain limits (SPEC G1-G5, G7,
+G8, B1, B2), black-box, on the example servers (graceful mode is on in every
+example; the admin page is at /debug/admin).
+
+A graceful restart hands the listening sockets to a new process, a child of
+the old one, which then exits: the new process is re-parented. The session
+is a child subreaper (conftest), so every generation comes back to pytest;
+the grace_servers fixture follows a server across its generations by the PID
+field of its log lines, and at teardown stops, reaps and checks all of them
+(exit code 0, no sanitizer report, nothing left running).
+
+No sleep is an assertion and no assertion is about timing: waits are bounded
+and fail with what was seen. The one short fixed wait is a fallback where a
+request's handler cannot be observed to have started.
+"""
+
+import json
+import os
+import re
+import signal
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import (
+    BUILD_DIR,
+    HOST,
+    RawConn,
+    http,
+    is_build_binary,
+    proc_descendants,
+    proc_stat,
+    proc_table,
+    simple_get,
+    zombie_children,
+)
+from loadgen import LoadGen, Target, run_errors
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
+
+HELPERS = BUILD_DIR / "tests" / "helpers"
+RESTART_TIMEOUT = 40.0  # one restart, start to "new process N is serving"
+HELLO = b"Hello, World!"
+
+
+# ---- helpers -----------------------------------------------------------------
+
+
+def get_pid(srv, i=0):
+    r = http("GET", srv.url("/pid", i))
+    assert r.status_code == 200, r.text
+    return int(r.text.strip())
+
+
+def status(srv, i=0):
+    """The admin status JSON of whichever process answers on port i."""
+    r = http("GET", srv.url("/debug/admin/status", i))
+    assert r.status_code == 200, r.text
+    return json.loads(r.text)
+
+
+def wait_in_flight(srv, pid, n=1, i=0, timeout=10.0):
+    """Wait until process pid has n requests in flight besides the status
+    request that asks (the admin status counts itself). A status request may
+    reach a process that is handing over; only pid's own answer counts."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        st = status(srv, i)
+        last = st
+        if st["pid"] == pid and sum(s["inflight"] for s in st["servers"]) >= n + 1:
+            return
+        time.sleep(0.02)
+    pytest.fail(f"process {pid} never had {n} requests in flight; last status {last}")
+
+
+def admin(srv, action="restart", exe=None, i=0, timeout=60.0):
+    params = {"newExeFilePath": str(exe)} if exe is not None else None
+    return http("GET", srv.url(f"/debug/admin/{action}", i), timeout=timeout, params=params)
+
+
+def admin_restart(srv, i=0):
+    """Graceful restart through the admin page; returns the new PID (checked
+    against the log)."""
+    mark = srv.mark()
+    r = admin(srv, "restart", i=i)
+    assert r.status_code == 200, f"admin restart: {r.status_code} {r.text!r}\n{srv.stderr()}"
+    m = re.fullmatch(r"restarted: new pid (\d+)\n?", r.text)
+    assert m, f"admin restart answered {r.text!r}"
+    new = int(m.group(1))
+    assert srv.wait_restart(mark, timeout=RESTART_TIMEOUT) == new
+    return new
+
+
+def signal_restart(srv):
+    """Graceful restart by SIGUSR1 to the serving process; returns the new
+    PID once it serves."""
+    mark = srv.mark()
+    os.kill(srv.serving_pid(), signal.SIGUSR1)
+    return srv.wait_restart(mark, timeout=RESTART_TIMEOUT)
+
+
+def wait_gone(srv, pid, timeout=30.0):
+    """Wait for generation pid to exit; returns its exit code (or "exited"
+    when it was not ours to reap)."""
+    code = srv.wait_pid_exit(pid, timeout=timeout)
+    assert code is not None, f"process {pid} still runs {timeout}s later\n{srv.stderr()}"
+    return code
+
+
+def log_index(srv, pattern, start=0):
+    """Index of the first log line (from start) matching pattern, or None."""
+    rx = re.compile(pattern)
+    with srv._cond:
+        lines = list(srv.lines)
+    for k in range(start, len(lines)):
+        if rx.search(lines[k]):
+            return k
+    return None
+
+
+def line_re(pid, message):
+    """A regex for a log line of process pid whose message starts with message
+    (a regex)."""
+    return rf"^\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{{3}} {pid}: {message}"
+
+
+class SlowGet(threading.Thread):
+    """GET path on its own connection in the background (e.g. /sleep).
+    Afterwards: .response (a conftest Response) or .error (the exception:
+    AssertionError when the connection closed before a full response)."""
+
+    def __init__(self, port, path="/sleep", timeout=40.0):
+        super().__init__(daemon=True)
+        self.port = port
+        self.path = path
+        self.timeout = timeout
+        self.response = None
+        self.error = None
+        self.sent = threading.Event()
+        self.start()
+
+    def run(self):
+        try:
+            with RawConn(self.port, timeout=self.timeout) as c:
+                c.send(simple_get(self.path))
+                self.sent.set()
+                self.response = c.read_response(timeout=self.timeout)
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            self.error = e
+        finally:
+            self.sent.set()
+
+    def result(self, timeout=None):
+        self.join(self.timeout + 5 if timeout is None else timeout)
+        assert not self.is_alive(), f"GET {self.path} did not finish"
+        return self.response
+
+
+def fd_table(pid):
+    """{fd: link target} of process pid."""
+    out = {}
+    base = f"/proc/{pid}/fd"
+    for name in os.listdir(base):
+        try:
+            out[int(name)] = os.readlink(f"{base}/{name}")
+        except OSError:
+            pass
+    return out
+
+
+def tcp_states():
+    """{socket inode: TCP state (hex, "0A" = LISTEN)} of this namespace."""
+    states = {}
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    states[parts[9]] = parts[3]
+        except OSError:
+            pass
+    return states
+
+
+def connection_fds(fds):
+    """The fds that are TCP sockets other than listeners."""
+    states = tcp_states()
+    out = []
+    for fd, link in fds.items():
+        m = re.fullmatch(r"socket:\[(\d+)\]", link)
+        if m and states.get(m.group(1), "0A") != "0A":
+            out.append(fd)
+    return out
+
+
+def quiet_fds(pid, timeout=10.0):
+    """The fd table of pid once it holds no connection (clients closed):
+    waits, bounded, for connections to be closed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        fds = fd_table(pid)
+        if not connection_fds(fds) or time.monotonic() > deadline:
+            return fds
+        time.sleep(0.05)
+
+
+def fd_kinds(fds):
+    """A multiset of what the fds are ("socket", "pipe", "anon_inode:[eventpoll]", paths)."""
+    kinds = {}
+    for link in fds.values():
+        k = re.sub(r":\[\d+\]$", "", link)
+        kinds[k] = kinds.get(k, 0) + 1
+    return kinds
+
+
+def get_closing(port, path="/"):
+    """One request with Connection: close on a raw connection; waits until the
+    server has closed it and closes our end."""
+    with RawConn(port) as c:
+        c.send(simple_get(path, extra="Connection: close\r\n"))
+        r = c.read_response()
+        c.wait_closed()
+    return r
+
+
+# ---- 1. the seed's walkthrough -------------------------------------------------
+
+
+def test_seed_walkthrough_sleep_survives_admin_restart(grace_servers):
+    """The seed: /pid, a long /sleep in flight, /debug/admin/restart: the new
+    process serves /pid at once while the old one finishes /sleep, then
+    exits 0."""
+    srv = grace_servers.start("basic", "--port", "0", "--sleep-ms", "6000")
+    p1 = get_pid(srv)
+    assert p1 == srv.pid
+
+    sleeper = SlowGet(srv.port, "/sleep")
+    wait_in_flight(srv, p1)
+
+    mark = srv.mark()
+    r = admin(srv, "restart")
+    assert r.status_code == 200, f"{r.status_code} {r.text!r}\n{srv.stderr()}"
+    m = re.fullmatch(r"restarted: new pid (\d+)\n?", r.text)
+    assert m, r.text
+    p2 = int(m.group(1))
+    assert p2 != p1
+
+    # The log tells the seed's story, in order.
+    port = srv.port
+    i_reloading = log_index(srv, line_re(p1, "server reloading"), mark)
+    i_reloaded = log_index(
+        srv, line_re(p2, rf"http server reloaded listening on \[127\.0\.0\.1:{port}\]"), mark
+    )
+    i_serving = log_index(srv, line_re(p1, f"new process {p2} is serving"), mark)
+    assert None not in (i_reloading, i_reloaded, i_serving), srv.stderr()
+    assert i_reloading < i_reloaded < i_serving, srv.stderr()
+
+    # The new process answers new requests while the old one still sleeps.
+    assert get_pid(srv) == p2
+    assert srv.pid_alive(p1), "the old process exited before its /sleep finished"
+
+    # /sleep completes normally: it ran in the old process from start to end.
+    resp = sleeper.result()
+    assert sleeper.error is None, f"/sleep failed: {sleeper.error!r}\n{srv.stderr()}"
+    assert resp.status == 200
+    assert resp.body == f"{p1}\n{p1}\n".encode()
+
+    # Then the old process exits 0, having said so.
+    assert srv.proc.wait(timeout=30) == 0, srv.stderr()
+    srv.wait_for_line(line_re(p1, "all servers shutdown"), start=mark)
+    assert get_pid(srv) == p2
+
+
+# ---- 2. zero failed requests under load ----------------------------------------
+
+
+def test_no_failed_request_across_20_restarts_under_load(grace_servers):
+    """hello under keep-alive and new-connection load, restarted 20 times in
+    a row (SIGUSR1 and admin alternately, each waited for): no request fails."""
+    srv = grace_servers.start("hello", "--port", "0")
+    gen = LoadGen([Target(srv.port, "/", HELLO)], keepalive=4, fresh=2)
+    pids = [srv.pid]
+    overlapped = 0
+    with gen:
+        assert gen.wait_ok(50), run_errors(gen.stats)
+        for k in range(20):
+            old = pids[-1]
+            before = gen.ok_count()
+            new = signal_restart(srv) if k % 2 == 0 else admin_restart(srv)
+            assert new not in pids
+            pids.append(new)
+            # The old generation drains and exits 0 before the next restart
+            # (so the drain limit never cuts anything: max_draining is
+            # tested on its own below).
+            code = wait_gone(srv, old)
+            assert code in (0, "exited"), f"process {old} exited with {code}\n{srv.stderr()}"
+            overlapped += gen.ok_count() > before
+            # The load reaches the new process before the next restart.
+            assert gen.wait_ok(50), run_errors(gen.stats)
+    stats = gen.stats
+    print(f"\nhello x20 restarts: {stats.summary()}; load during {overlapped}/20 restarts")
+    assert stats.failed == 0, run_errors(stats) + "\n" + srv.stderr()
+    assert stats.ok >= 20 * 50, run_errors(stats)
+    assert overlapped >= 10, f"the load ran during only {overlapped} of 20 restarts"
+    assert srv.serving_pid() == pids[-1]
+    assert srv.alive_pids() == [pids[-1]]
+    r = http("GET", srv.url("/"))
+    assert r.status_code == 200 and r.content == HELLO
+
+
+def test_multi_all_ports_restart_together_under_load(grace_servers):
+    """multi: two servers, four ports. A restart through the admin URL of the
+    first port restarts both servers; the load on all four ports sees no
+    failure, and afterwards every port answers from the new process."""
+    srv = grace_servers.start("multi", "--ports", "0,0,0,0", n_ports=4)
+    names = [b"s1\n", b"s1\n", b"s2\n", b"s2\n"]
+    targets = [Target(p, "/", body) for p, body in zip(srv.ports, names)]
+    gen = LoadGen(targets, keepalive=8, fresh=4)
+    pids = [srv.pid]
+    with gen:
+        assert gen.wait_ok(100), run_errors(gen.stats)
+        for k in range(6):
+            old = pids[-1]
+            mark = srv.mark()
+            new = admin_restart(srv, i=0) if k % 2 == 0 else signal_restart(srv)
+            pids.append(new)
+            # Every address of both servers was taken over by the new process.
+            for p in srv.ports:
+                srv.wait_for_line(
+                    line_re(new, rf"http server reloaded listening on \[127\.0\.0\.1:{p}\]"),
+                    start=mark,
+                )
+            assert log_index(srv, line_re(new, "http server started"), mark) is None, (
+                "the new process bound a port afresh instead of inheriting it\n" + srv.stderr()
+            )
+            code = wait_gone(srv, old)
+            assert code in (0, "exited"), f"process {old} exited with {code}\n{srv.stderr()}"
+            assert gen.wait_ok(100), run_errors(gen.stats)
+    stats = gen.stats
+    print(f"\nmulti x6 restarts: {stats.summary()}")
+    assert stats.failed == 0, run_errors(stats) + "\n" + srv.stderr()
+    for t in targets:
+        assert stats.ok_by_target.get(repr(t), 0) >= 100, run_errors(stats)
+    for i in range(4):
+        assert get_pid(srv, i) == pids[-1]
+        r = http("GET", srv.url("/", i))
+        assert r.status_code == 200 and r.content == names[i]
+
+
+# ---- 3. rollback -----------------------------------------------------------------
+
+
+def test_rollback_keeps_the_old_process_serving(grace_servers):
+    """A new executable that exits at once, one that never becomes ready, and
+    a path that does not exist: each restart fails with an error answer and a
+    log line saying why, the old process serves on without a failed request
+    and without a zombie, and a normal restart still works afterwards."""
+    srv = grace_servers.start(
+        "basic",
+        "--port", "0",
+        "--graceful-timeout-ms", "2000",
+        "--admin-allow-dir", str(HELPERS),
+    )  # fmt: skip
+    p1 = srv.pid
+    cases = [
+        (HELPERS / "exit_now", r"restart failed: new process (\d+) exited with status 3"),
+        (
+            HELPERS / "never_ready",
+            r"restart failed: new process (\d+) was not ready within 2000 ms and was killed",
+        ),
+        # The admin refuses a path it cannot resolve before any restart
+        # starts: a 403 and an "admin: refused" line that says why.
+        (
+            HELPERS / "no_such_program",
+            r"(restart failed: .*no_such_program|admin: refused .*newExeFilePath not allowed: "
+            r"cannot resolve it)",
+        ),
+    ]
+    for exe, _ in cases[:2]:
+        assert exe.exists(), f"helper {exe} not built"
+    # Light load that checks every answer came from p1: no other process
+    # may serve, even for a moment.
+    gen = LoadGen([Target(srv.port, "/pid", f"{p1}\n".encode())], keepalive=2, fresh=1)
+    with gen:
+        assert gen.wait_ok(20), run_errors(gen.stats)
+        for exe, why in cases:
+            mark = srv.mark()
+            r = admin(srv, "restart", exe=exe)
+            assert r.status_code >= 400, f"restart to {exe}: {r.status_code} {r.text!r}"
+            assert "restart" in r.text or "not allowed" in r.text, r.text
+            m = srv.wait_for_line(line_re(p1, why), start=mark)
+            assert log_index(srv, r"is serving", mark) is None, srv.stderr()
+            # The failed child was reaped by the server: no zombie, no child.
+            if m.lastindex and m.group(1) and m.group(1).isdigit():
+                child = int(m.group(1))
+                st = proc_stat(child)
+                assert st is None, f"failed child {child} still exists: {st}"
+            assert zombie_children(p1) == [], f"zombies under {p1}"
+            assert [p for p in proc_descendants(p1)] == [], "children left under the server"
+            assert get_pid(srv) == p1
+            assert srv.serving_pid() == p1
+            assert gen.wait_ok(20), run_errors(gen.stats)
+    stats = gen.stats
+    print(f"\nrollback: {stats.summary()}")
+    assert stats.failed == 0, run_errors(stats) + "\n" + srv.stderr()
+
+    # No stuck "restarting" state: a normal restart works.
+    p2 = admin_restart(srv)
+    assert p2 != p1
+    assert get_pid(srv) == p2
+    assert wait_gone(srv, p1) == 0
+
+
+# ---- 4. drain limit ----------------------------------------------------------------
+
+
+def test_drain_limit_cuts_a_request_that_outlives_it(grace_servers):
+    """--shutdown-timeout-ms 1500 and a 10 s /sleep in flight: SIGTERM, and
+    the process exits after the drain limit, not after the sleep, closing
+    the connection without an answer."""
+    srv = grace_servers.start(
+        "basic", "--port", "0", "--shutdown-timeout-ms", "1500", "--sleep-ms", "10000"
+    )
+    sleeper = SlowGet(srv.port, "/sleep", timeout=30)
+    wait_in_flight(srv, srv.pid)
+    mark = srv.mark()
+    srv.send_signal(signal.SIGTERM)
+    try:
+        code = srv.proc.wait(timeout=8)
+    except Exception:  # noqa: BLE001
+        pytest.fail(f"still running 8 s after SIGTERM with a 1.5 s drain limit\n{srv.stderr()}")
+    srv.wait_for_line(
+        line_re(srv.pid, r"graceful_shutdown_timeout passed: closing 1 remaining connections"),
+        start=mark,
+    )
+    resp = sleeper.result(timeout=10)
+    assert resp is None, f"/sleep got a full answer: {resp!r}"
+    assert isinstance(sleeper.error, AssertionError), repr(sleeper.error)
+    assert code == 0, srv.stderr()
+
+
+# ---- 5. full restart ---------------------------------------------------------------
+
+
+def test_full_restart_sigusr2_execs_in_place(grace_servers):
+    """SIGUSR2: the in-flight /sleep completes, every server closes, and the
+    program runs afresh in the same process, binding its port again."""
+    srv = grace_servers.start("basic", "--port", "0", "--sleep-ms", "2000")
+    p1 = srv.pid
+    sleeper = SlowGet(srv.port, "/sleep")
+    wait_in_flight(srv, p1)
+    mark = srv.mark()
+    srv.send_signal(signal.SIGUSR2)
+    resp = sleeper.result()
+    assert sleeper.error is None, f"/sleep failed: {sleeper.error!r}\n{srv.stderr()}"
+    assert resp.status == 200 and resp.body == f"{p1}\n{p1}\n".encode()
+
+    m = srv.wait_for_line(
+        line_re(p1, r"http server started listening on \[127\.0\.0\.1:(\d+)\]"), start=mark
+    )
+    new_port = int(m.group(1))
+    i_restarting = log_index(srv, line_re(p1, "server restarting"), mark)
+    i_down = log_index(srv, line_re(p1, "all servers shutdown"), mark)
+    i_started = log_index(srv, line_re(p1, "http server started listening"), mark)
+    assert None not in (i_restarting, i_down), srv.stderr()
+    assert i_restarting < i_down < i_started, srv.stderr()
+    assert srv.running(), "the process exited instead of executing itself again"
+    assert log_index(srv, r": http server reloaded", mark) is None
+    assert srv.log_pids() == [p1], "a full restart must not start another process"
+
+    # The same process serves again (port 0 asked for a free port afresh).
+    srv.ports = [new_port]
+    assert get_pid(srv) == p1
+    r = http("GET", srv.url("/"))
+    assert r.status_code == 200
+
+
+# ---- 6. graceful mode off ----------------------------------------------------------
+
+
+def test_graceful_off_sigusr1_is_a_full_restart(grace_servers):
+    srv = grace_servers.start("basic", "--port", "0", "--no-graceful")
+    p1 = srv.pid
+    r = admin(srv, "reload")
+    assert r.status_code == 409, f"{r.status_code} {r.text!r}"
+    assert get_pid(srv) == p1
+
+    mark = srv.mark()
+    srv.send_signal(signal.SIGUSR1)
+    srv.wait_for_line(line_re(p1, r"SIGUSR1: graceful restart is off"), start=mark)
+    m = srv.wait_for_line(
+        line_re(p1, r"http server started listening on \[127\.0\.0\.1:(\d+)\]"), start=mark
+    )
+    assert log_index(srv, line_re(p1, "server restarting"), mark) is not None
+    assert srv.running()
+    assert srv.log_pids() == [p1]
+    srv.ports = [int(m.group(1))]
+    assert get_pid(srv) == p1
+
+
+# ---- 7. overlapping restarts and max_draining ---------------------------------------
+
+
+def test_overlapping_restarts_oldest_told_to_finish(grace_servers):
+    """Three restarts while two old generations still drain a long /sleep:
+    with max_draining 2, the third makes the oldest (P1) finish now; P2's
+    /sleep still completes."""
+    srv = grace_servers.start("basic", "--port", "0", "--sleep-ms", "8000")
+    p1 = srv.pid
+    s1 = SlowGet(srv.port, "/sleep")
+    wait_in_flight(srv, p1)
+
+    p2 = admin_restart(srv)
+    s2 = SlowGet(srv.port, "/sleep")
+    wait_in_flight(srv, p2)
+
+    p3 = signal_restart(srv)  # P1 and P2 drain now: two, the limit
+    assert srv.pid_alive(p1) and srv.pid_alive(p2), srv.stderr()
+    assert log_index(srv, r"telling \d+ to finish now") is None, srv.stderr()
+    if s1.response is not None:
+        pytest.fail(f"P1's /sleep ended before the third restart: too slow a machine\n{srv.stderr()}")
+
+    mark = srv.mark()
+    p4 = admin_restart(srv)
+    assert len({p1, p2, p3, p4}) == 4
+    srv.wait_for_line(
+        line_re(p3, rf"3 old processes would be draining \(max_draining 2\): telling {p1} to finish now"),
+        start=mark,
+    )
+    # P1 stops now: its /sleep is cut, it does not run to its end.
+    resp = s1.result(timeout=20)
+    assert resp is None, f"P1's /sleep was not cut: {resp!r}\n{srv.stderr()}"
+    assert srv.proc.wait(timeout=20) == 0, srv.stderr()
+    assert log_index(srv, line_re(p1, "shutdown requested again while draining"), mark) is not None
+
+    # P2 was within the limit: its /sleep completes, then it exits.
+    resp = s2.result()
+    assert s2.error is None, f"P2's /sleep failed: {s2.error!r}\n{srv.stderr()}"
+    assert resp.status == 200 and resp.body == f"{p2}\n{p2}\n".encode()
+    assert wait_gone(srv, p2) in (0, "exited")
+    assert wait_gone(srv, p3) in (0, "exited")
+    assert get_pid(srv) == p4
+
+
+# ---- 8. nothing leaks over many restarts --------------------------------------------
+
+
+def test_no_leaks_after_20_restarts(grace_servers):
+    srv = grace_servers.start("hello", "--port", "0")
+    r = get_closing(srv.port)
+    assert r.status == 200 and r.body == HELLO
+    base = quiet_fds(srv.pid)
+    assert not connection_fds(base), f"connections still open in {srv.pid}: {base}"
+
+    pids = [srv.pid]
+    for _ in range(20):
+        old = pids[-1]
+        pids.append(signal_restart(srv))
+        assert wait_gone(srv, old) in (0, "exited")
+    cur = pids[-1]
+    r = get_closing(srv.port)
+    assert r.status == 200 and r.body == HELLO
+
+    fds = quiet_fds(cur)
+    assert len(fds) == len(base), (
+        f"fd count {len(fds)} after 20 restarts, {len(base)} at first\n"
+        f"first: {fd_kinds(base)}\nnow:   {fd_kinds(fds)}\n{fds}"
+    )
+    assert fd_kinds(fds) == fd_kinds(base)
+
+    # Exactly one grace process: the current one; every old one is gone and
+    # reaped, and no process under the test is a zombie.
+    assert srv.alive_pids() == [cur]
+    table = proc_table()
+    mine = proc_descendants(os.getpid(), table)
+    assert [p for p in mine if is_build_binary(p)] == [cur]
+    zombies = [p for p in mine if table[p][0] == "Z" and p in pids]
+    assert zombies == [], f"zombie generations: {zombies}"
+    assert zombie_children(cur, table) == []
+    assert len(set(pids)) == 21
+    assert srv.exit_codes.get(srv.pid) == 0
+    for p in pids[1:-1]:
+        assert srv.exit_codes.get(p, 0) == 0, f"generation {p} exited with {srv.exit_codes[p]}"
