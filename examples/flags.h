@@ -16,7 +16,9 @@
  *   --sleep-ms N            only where the example has a /sleep route
  *   --no-graceful           graceful restart off (the examples turn it on)
  *   --graceful-timeout-ms N graceful_timeout_ms (new process must be ready)
- *   --shutdown-timeout-ms N graceful_shutdown_timeout_ms (old process drain)
+ *   --shutdown-timeout-ms N graceful_shutdown_timeout_ms (old process drain;
+ *                           30000 here, not grace's 5000, for the seed's
+ *                           10 s /sleep)
  * and, where the example has the admin page (EX_FLAG_ADMIN):
  *   --admin-token T         admin requests need "Bearer T" or ?token=T
  *   --admin-trusted CIDRS   trusted_networks (repeatable, or comma-separated)
@@ -87,8 +89,9 @@ static inline void ex_usage(FILE *f, const char *usage_line, const char *what, u
             "  --no-graceful           restarts are full restarts (the examples turn graceful\n"
             "                          restart on; grace's own default is off)\n"
             "  --graceful-timeout-ms N a new process must be ready within N ms (default 30000)\n"
-            "  --shutdown-timeout-ms N an old process gets N ms to finish its requests\n"
-            "                          (default 5000)\n"
+            "  --shutdown-timeout-ms N an old process, or one shutting down, gets N ms to\n"
+            "                          finish its requests (default here 30000, so the\n"
+            "                          seed's 10 s /sleep survives a restart)\n"
             "%s"
             "  Port 0 picks a free port; the log line \"http server started listening on\n"
             "  [ADDR:PORT]\" shows the one chosen.\n",
@@ -189,6 +192,9 @@ static inline void ex_parse_flags(int argc, char **argv, ex_flags_t *f, const ch
     f->prog = argc > 0 ? argv[0] : "example";
     f->sleep_ms = 10000;
     f->restart.graceful = 1;
+    /* Longer than grace's 5 s: the seed's /sleep (10 s) must be able to
+     * finish in the old process after a restart. */
+    f->restart.graceful_shutdown_timeout_ms = 30000;
     for (size_t i = 0; i < n_default && i < EX_MAX_PORTS; i++)
         f->ports[f->n_ports++] = default_ports[i];
 

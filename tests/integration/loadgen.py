@@ -204,7 +204,9 @@ class Stats:
         with self.lock:
             self.failed += 1
             if len(self.failures) < 50:
-                self.failures.append(f"{time.strftime('%H:%M:%S')} {target!r} [{kind}] {why}")
+                now = time.time()
+                stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now * 1000) % 1000:03d}"
+                self.failures.append(f"{stamp} {target!r} [{kind}] {why}")
 
     def add(self, field, n=1):
         with self.lock:

@@ -15,9 +15,9 @@ import fcntl
 import html.parser
 import json
 import os
+import re
 import select
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -616,39 +616,20 @@ def test_browser_typed_url_allowed(servers, browser):
     assert pid == str(srv.pid)
 
 
-def process_gone(pid):
-    """True once pid has exited (a zombie nobody reaps counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return True
-
-
-def test_browser_click_restart_link_seed_walkthrough(servers, browser):
+def test_browser_click_restart_link_seed_walkthrough(grace_servers, browser):
     """The seed's steps: open /debug/admin, click "restart", and /pid shows
-    the new process's PID (the old one drains and exits)."""
-    srv = start_basic(servers)
+    the new process's PID; the old one drains and exits 0."""
+    srv = grace_servers.start("basic", "--port", "0")
     tab = browser.new_tab()
     browser.navigate(tab, f"http://{HOST}:{srv.port}{ADMIN}")
     browser.wait_for(tab, "document.getElementById('pid') !== null")
     browser.evaluate(tab, "[...document.links].find(a => a.innerText === 'restart').click()")
     text = browser.wait_for(
-        tab, "location.pathname.endsWith('/restart') && document.body.innerText"
+        tab, "location.pathname.endsWith('/restart') && document.body.innerText", timeout=60
     )
-    new_pid = None
-    try:
-        assert text.startswith("restarted: new pid "), text
-        new_pid = int(text.split()[-1])
-        assert new_pid != srv.pid
-        r = get(srv, "/pid")
-        assert r.text == f"{new_pid}\n"
-        assert srv.wait_exit(timeout=15) == 0, srv.stderr()  # the old one
-    finally:
-        if new_pid is not None and not process_gone(new_pid):
-            os.kill(new_pid, signal.SIGTERM)
-            deadline = time.monotonic() + 15
-            while not process_gone(new_pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if not process_gone(new_pid):
-                os.kill(new_pid, signal.SIGKILL)
+    m = re.fullmatch(r"restarted: new pid (\d+)\n?", text)
+    assert m, text
+    new_pid = int(m.group(1))
+    assert new_pid != srv.pid
+    assert get(srv, "/pid").text == f"{new_pid}\n"
+    assert srv.wait_pid_exit(srv.pid, timeout=30) == 0, srv.stderr()

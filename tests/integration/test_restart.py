@@ -351,6 +351,35 @@ def test_multi_all_ports_restart_together_under_load(grace_servers):
         assert r.status_code == 200 and r.content == names[i]
 
 
+def test_new_connection_whose_request_comes_after_the_handover_is_answered(grace_servers):
+    """A client connects, and its request follows a moment later (a slow
+    client, a TLS handshake, a thread that was not scheduled): if a graceful
+    restart happens in between, the request must still be answered -- by
+    either process. Closing a connection that never carried a request is
+    not the keep-alive case clients retry (they only retry on a REUSED
+    connection), so it would fail a request."""
+    srv = grace_servers.start("hello", "--port", "0")
+    p1 = srv.pid
+    conns = [RawConn(srv.port) for _ in range(3)]
+    try:
+        p2 = admin_restart(srv)
+        for c in conns:
+            c.send(simple_get("/"))
+        got = []
+        for c in conns:
+            try:
+                r = c.read_response()
+                got.append((r.status, r.body))
+            except AssertionError as e:
+                got.append(("no answer", str(e)))
+    finally:
+        for c in conns:
+            c.close()
+    assert got == [(200, HELLO)] * 3, f"answers: {got}\n{srv.stderr()}"
+    assert wait_gone(srv, p1) == 0
+    assert srv.serving_pid() == p2
+
+
 # ---- 3. rollback -----------------------------------------------------------------
 
 
@@ -509,7 +538,9 @@ def test_overlapping_restarts_oldest_told_to_finish(grace_servers):
     """Three restarts while two old generations still drain a long /sleep:
     with max_draining 2, the third makes the oldest (P1) finish now; P2's
     /sleep still completes."""
-    srv = grace_servers.start("basic", "--port", "0", "--sleep-ms", "8000")
+    srv = grace_servers.start(
+        "basic", "--port", "0", "--sleep-ms", "8000", "--shutdown-timeout-ms", "60000"
+    )
     p1 = srv.pid
     s1 = SlowGet(srv.port, "/sleep")
     wait_in_flight(srv, p1)

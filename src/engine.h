@@ -1,0 +1,102 @@
+/*
+ * engine.h -- what workers.c (loops, threads, accept, timeouts) and conn.c
+ * (one connection's life: read, parse, run, write) share. Private to those
+ * two files; see workers.c for the threading design and its invariants.
+ */
+#ifndef GRACE_ENGINE_H
+#define GRACE_ENGINE_H
+
+#include "internal.h"
+
+#include <arpa/inet.h>
+#include <sys/epoll.h>
+#include <time.h>
+
+enum {
+    MAX_LOOPS = 64,
+    BATCH = 64,
+    HANDOFF_MS = 5,        /* a handler blocked this long gets its loop handed off */
+    MONITOR_TICK_MS = 2,   /* how often the monitor looks */
+    MAX_THREADS = 4096,    /* bound on worker threads (blocked handlers) */
+    SPARE_IDLE_MS = 30000, /* a spare thread unused this long exits */
+    SCAN_MS = 250,         /* timeout scan period */
+    LINGER_MS = 2000,      /* after an error answer, how long to drain input */
+    MAX_REQUESTS_PER_WAKE = 32,
+    ACCEPTS_PER_WAKE = 64,
+    READ_CHUNK = 4096,
+    BUF_KEEP = 65536, /* per-connection buffers above this are freed after use */
+};
+
+enum { ST_HEAD, ST_BODY, ST_CHUNKED };
+
+struct grace__conn {
+    int kind; /* GRACE__EV_CONN */
+    int fd;
+    grace__loop_t *loop;
+    grace_server_t *server;
+    grace__conn_t *prev, *next; /* loop's list, owner only */
+    grace__conn_t *next_closed; /* loop's closed list, under loop->mu */
+    atomic_int busy, pending;
+    bool closed;
+    bool maybe_readable; /* an event came since the last short read */
+    bool close_after_write;
+    bool lingering; /* write side shut, discarding input until EOF */
+    bool req_started;
+    int state;
+    grace__buf_t in, out;
+    size_t out_off;
+    size_t head_len, body_len; /* body_len: decoded body bytes so far */
+    const char *head_base;     /* in.ptr when the head was parsed */
+    grace__chunked_t chunked;
+    int64_t req_start_ms, deadline_ms;
+    grace__arena_t arena;
+    grace_header_t *headers; /* max_headers entries */
+    grace_request_t req;
+    grace_response_t res;
+    char client_ip[INET6_ADDRSTRLEN];
+    int client_port;
+    SSL *ssl;         /* HTTPS connection, else NULL */
+    bool tls_checked; /* first bytes looked at: a TLS record, not plain HTTP */
+};
+
+struct grace__loop {
+    int id;
+    int epfd;
+    struct {
+        int kind; /* GRACE__EV_WAKE */
+        int fd;
+    } wake;
+    struct epoll_event events[BATCH];
+    int n_events, idx;
+    _Atomic uint64_t busy_seq; /* 0: not in a handler */
+    atomic_int_fast64_t busy_start_ms;
+    uint64_t seq_counter;
+    grace__conn_t conns; /* list head (sentinel), owner only */
+    pthread_mutex_t mu;  /* guards closed */
+    grace__conn_t *closed;
+    atomic_bool check_drain;
+    int64_t next_scan_ms;
+};
+
+static inline int64_t now_ms(void)
+{
+    /* The coarse clock costs a few ns and ticks every few ms: plenty for
+     * timeouts measured in seconds. */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* conn.c */
+void grace__conn_event(grace__conn_t *c);
+void grace__conn_close(grace__conn_t *c);
+void grace__conn_free(grace__conn_t *c);
+int grace__conn_flush(grace__conn_t *c);
+void grace__conn_linger(grace__conn_t *c, int64_t now);
+
+/* workers.c: mark the calling loop thread as inside a handler (the monitor
+ * may hand its loop to another thread meanwhile). */
+void grace__handler_enter(void);
+void grace__handler_leave(void);
+
+#endif /* GRACE_ENGINE_H */
