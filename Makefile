@@ -3,6 +3,7 @@
 #
 #   make            release build in build/
 #   make run        install what is missing, build, run examples/basic on :8199
+#   make run-https  the same, examples/https on :8200 (CERT=F KEY=F, or self-signed)
 #   make test       install what is missing; clang -Werror build (build-clang/);
 #                   ASan+UBSan build (build-asan/); ctest; pytest tests/integration
 #   make test-clang clang -Werror build only (release flags, so NDEBUG too)
@@ -55,7 +56,7 @@ define asan-build
 	cmake --build $(ASAN_DIR) -j$(JOBS)
 endef
 
-.PHONY: all build run test test-clang bench install clean format help
+.PHONY: all build run run-https test test-clang bench install clean format help
 
 all build:
 	$(release-build)
@@ -64,6 +65,23 @@ run:
 	$(DEPS) build
 	$(release-build)
 	exec ./$(BUILD_DIR)/examples/basic --port 8199
+
+# HTTPS on :8200 (the seed's second example). Without CERT and KEY, a test CA
+# and a certificate for localhost/127.0.0.1/::1 are made once in build/certs/
+# (scripts/selfsigned.sh); clients trust build/certs/ca.pem, e.g.
+# curl --cacert build/certs/ca.pem https://localhost:8200/
+CERT ?=
+KEY ?=
+CERT_DIR := $(BUILD_DIR)/certs
+run-https:
+	$(DEPS) build
+	$(release-build)
+	@if [ -n "$(CERT)" ] && [ -n "$(KEY)" ]; then :; \
+	 elif [ -n "$(CERT)$(KEY)" ]; then echo "make run-https: give both CERT=FILE and KEY=FILE" >&2; exit 2; \
+	 else bash scripts/selfsigned.sh $(CERT_DIR) && \
+	      echo "make run-https: try curl --cacert $(CERT_DIR)/ca.pem https://localhost:8200/"; fi
+	exec ./$(BUILD_DIR)/examples/https --port 8200 \
+	    --cert "$(if $(CERT),$(CERT),$(CERT_DIR)/cert.pem)" --key "$(if $(KEY),$(KEY),$(CERT_DIR)/key.pem)"
 
 # pytest exits 5 when it collects no test; that fails `make test` like any
 # other non-zero status (there must be integration tests).
@@ -98,4 +116,4 @@ format:
 	$(if $(FORMAT_FILES),clang-format -i $(FORMAT_FILES),@echo "format: no files")
 
 help:
-	@sed -n '4,12s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+	@sed -n '4,13s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))

@@ -57,8 +57,8 @@ typedef struct {
     int ports[EX_MAX_PORTS];
     size_t n_ports;
     grace_server_options_t opt;
-    bool has_opt;     /* some option flag was given */
-    int64_t sleep_ms; /* --sleep-ms, when the example takes it */
+    bool has_opt;                    /* some option flag was given */
+    int64_t sleep_ms;                /* --sleep-ms, when the example takes it */
     grace_restart_options_t restart; /* graceful = 1 unless --no-graceful */
     const char *admin_token;         /* NULL: none */
     /* NULL-terminated lists for grace_admin_options_t; the networks point

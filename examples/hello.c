@@ -2,7 +2,7 @@
  * hello.c -- the smallest grace server: "/" answers "Hello, World!" (13
  * bytes, no newline). The benchmarks in bench/ run it side by side with
  * nginx serving the same 13 bytes, so its handler does nothing else.
- * Like every example it runs with graceful restart on and has the admin
+ * It runs with graceful restart on, like every example, and has the admin
  * page (/debug/admin), so a benchmark can restart it under load.
  *
  * Run `hello --port 8080`.

@@ -199,7 +199,7 @@ int main(int argc, char **argv)
     ex_flags_t f;
     ex_parse_flags(
         argc, argv, &f, "--port", &default_port, 1,
-        "https --port N --cert FILE --key FILE [--http-port N]",
+        "https --cert FILE --key FILE [--port N] [--http-port N]",
         "The second example of gf's graceful-restart page, over TLS: / (\"哈罗！\"),\n"
         "/pid, /sleep and the admin page /debug/admin (restart, reload, shutdown).\n\n"
         "  --port N                the HTTPS port (default 8200)\n"

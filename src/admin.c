@@ -1,19 +1,16 @@
 /*
  * admin.c -- the admin interface (gf's EnableAdmin): under one pattern, an
- * HTML page, a JSON status route and the restart / reload / shutdown actions.
+ * HTML page, a JSON status and the restart / reload / shutdown actions.
+ * SPEC A1-A3, B4.
  *
- * SPEC A1-A3, B4. enable_admin copies its options into an admin_t that lives
- * as long as the process (servers are never freed) and is read-only once
- * enabled, so workers read it without locks. One middleware on the pattern's
- * prefix guards every request under it, routed or not, before any handler
- * runs: (1) no cross-site or embedded request (Fetch Metadata
- * Sec-Fetch-Site/-Dest, then Origin, then Referer for browsers without
- * either); (2) the auth hook, or the token, or -- by default -- a trusted
- * network (loopback). Each refusal is a 403 and one log line. The actions
- * also refuse prefetches and methods other than GET/POST, and check
- * newExeFilePath against the allowed directories before grace_restart().
- * A restart handler blocks until the outcome is known; grace_restart()
- * allows one at a time.
+ * enable_admin copies its options into an admin_t that lives as long as the
+ * process and is read-only once made, so workers read it without locks. A
+ * middleware on the pattern's prefix guards every request under it, routed
+ * or not, before any handler: (1) nothing cross-site or embedded (Fetch
+ * Metadata, then Origin, then Referer); (2) the auth hook, else the token,
+ * else a trusted network (loopback). Each refusal: a 403 and one log line.
+ * Actions also refuse prefetches and methods but GET/POST, and check
+ * newExeFilePath before grace_restart(), which blocks until the outcome.
  */
 #include "internal.h"
 
@@ -29,6 +26,9 @@
 #include <unistd.h>
 
 #define DEFAULT_PATTERN "/debug/admin"
+
+/* The first 12 bytes of an IPv4-mapped IPv6 address, ::ffff:a.b.c.d. */
+static const unsigned char v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
 typedef struct {
     int family; /* AF_INET or AF_INET6 */
@@ -148,8 +148,7 @@ static int parse_net(const char *s, net_t *n)
             return GRACE_EINVAL;
         n->prefix = (unsigned)atoi(p);
     }
-    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    if (n->family == AF_INET6 && n->prefix >= 96 && memcmp(n->addr, mapped, 12) == 0) {
+    if (n->family == AF_INET6 && n->prefix >= 96 && memcmp(n->addr, v4_mapped, 12) == 0) {
         memmove(n->addr, n->addr + 12, 4);
         memset(n->addr + 4, 0, 12);
         n->family = AF_INET;
@@ -179,8 +178,7 @@ static bool is_trusted_ip(const admin_t *a, const char *ip)
         family = AF_INET6;
         if (inet_pton(AF_INET6, ip, addr) != 1)
             return false;
-        static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-        if (memcmp(addr, mapped, 12) == 0) {
+        if (memcmp(addr, v4_mapped, 12) == 0) {
             memmove(addr, addr + 12, 4);
             family = AF_INET;
         }
@@ -192,6 +190,14 @@ static bool is_trusted_ip(const admin_t *a, const char *ip)
 }
 
 /* ---- The guard (middleware on the pattern's prefix) --------------------------- */
+
+/* Append port to "host" unless it has one ("[::1]:80" has one, "[::1]" not). */
+static void add_default_port(char *host, const char *port)
+{
+    const char *colon = strrchr(host, ':');
+    if (colon == NULL || strchr(colon, ']') != NULL)
+        strcat(host, port);
+}
 
 /* The "host[:port]" of "scheme://host[:port][/...]", with the scheme's
  * default port made explicit, into out. false if url is not of that form. */
@@ -211,10 +217,7 @@ static bool url_authority(grace_str_t url, char *out, size_t cap, const char **s
     memcpy(out, p, len);
     out[len] = '\0';
     *scheme_port = (scheme_len == 5 && strncasecmp(url.ptr, "https", 5) == 0) ? ":443" : ":80";
-    /* Add the default port unless one is given ("[::1]:80" has one, "[::1]" not). */
-    const char *colon = strrchr(out, ':');
-    if (colon == NULL || strchr(colon, ']') != NULL)
-        strcat(out, *scheme_port);
+    add_default_port(out, *scheme_port);
     return true;
 }
 
@@ -230,9 +233,7 @@ static bool same_origin(const grace_request_t *req, grace_str_t url)
         return false;
     memcpy(host, h.ptr, h.len);
     host[h.len] = '\0';
-    const char *colon = strrchr(host, ':');
-    if (colon == NULL || strchr(colon, ']') != NULL)
-        strcat(host, default_port);
+    add_default_port(host, default_port);
     return strcasecmp(origin, host) == 0;
 }
 
@@ -345,17 +346,29 @@ static void write_query_value(grace_response_t *res, grace_str_t s)
     }
 }
 
+/* href="PATTERN/suffix[?token=T]": a token that came in the page's URL
+ * goes on to its links, so that a click works. */
+static void write_href(grace_response_t *res, const admin_t *a, const char *suffix, grace_str_t tok)
+{
+    grace_response_writef(res, " href=\"");
+    write_html(res, a->pattern);
+    grace_response_writef(res, "%s", suffix);
+    if (tok.ptr) {
+        grace_response_writef(res, "?token=");
+        write_query_value(res, tok); /* no '&', '<' or '"' left to escape */
+    }
+    grace_response_writef(res, "\"");
+}
+
+/* "2d 3h 4m 5s", leading zero units left out. */
 static void format_uptime(int64_t ms, char *out, size_t cap)
 {
-    int64_t s = ms / 1000, d = s / 86400, h = s / 3600 % 24, m = s / 60 % 60, sec = s % 60;
-    if (d)
-        snprintf(out, cap, "%" PRId64 "d %" PRId64 "h %" PRId64 "m %" PRId64 "s", d, h, m, sec);
-    else if (h)
-        snprintf(out, cap, "%" PRId64 "h %" PRId64 "m %" PRId64 "s", h, m, sec);
-    else if (m)
-        snprintf(out, cap, "%" PRId64 "m %" PRId64 "s", m, sec);
-    else
-        snprintf(out, cap, "%" PRId64 "s", sec);
+    const int64_t s = ms / 1000, parts[4] = {s / 86400, s / 3600 % 24, s / 60 % 60, s % 60};
+    size_t len = 0;
+    for (int i = 0; i < 4; i++)
+        if ((parts[i] || len || i == 3) && len < cap)
+            len += (size_t)snprintf(out + len, cap - len, "%s%" PRId64 "%c", len ? " " : "",
+                                    parts[i], "dhms"[i]);
 }
 
 typedef struct {
@@ -383,27 +396,23 @@ static void page_server_row(grace_server_t *s, void *user)
 
 static const char page_style[] =
     "body{font:15px/1.5 system-ui,sans-serif;margin:2em auto;max-width:54em;padding:0 1em;"
-    "color:#222;background:#f6f7f9}"
-    "h1{font-size:1.4em;margin:0 0 .8em}h1 small{color:#777;font-weight:normal}"
-    "section{background:#fff;border:1px solid #dde1e6;border-radius:6px;padding:1em 1.2em;"
-    "margin-bottom:1em}"
-    "table{border-collapse:collapse;width:100%}"
-    "th,td{text-align:left;padding:.3em .6em;border-bottom:1px solid #eceef1;"
-    "vertical-align:top}"
-    "th{color:#555;font-weight:600;width:11em}"
-    "code{background:#eef1f4;padding:0 .3em;border-radius:3px}"
-    "nav a{display:inline-block;margin:0 .5em .4em 0;padding:.35em 1em;border-radius:4px;"
-    "background:#2563eb;color:#fff;text-decoration:none}"
-    "nav a.stop{background:#c62828}nav a:hover{opacity:.85}"
-    "form{margin-top:.6em}input[type=text]{width:26em;max-width:70%;padding:.3em}"
-    "button{padding:.35em 1em}"
+    "color:#222;background:#f6f7f9}h1{font-size:1.4em;margin:0 0 .8em}h1 small{color:#777;"
+    "font-weight:normal}section{background:#fff;border:1px solid #dde1e6;border-radius:6px;"
+    "padding:1em 1.2em;margin:0 0 1em}table{border-collapse:collapse;width:100%}"
+    "th,td{text-align:left;padding:.3em .6em;border-bottom:1px solid #eceef1;vertical-align:top}"
+    "th{color:#555;font-weight:600;width:11em}code{background:#eef1f4;padding:0 .3em;"
+    "border-radius:3px}nav a{display:inline-block;margin:0 .5em .4em 0;padding:.35em 1em;"
+    "border-radius:4px;background:#2563eb;color:#fff;text-decoration:none}"
+    "nav a.stop{background:#c62828}nav a:hover{opacity:.85}form{margin-top:.6em}"
+    "input[type=text]{width:26em;max-width:70%;padding:.3em}button{padding:.35em 1em}"
     "p.note{color:#666;font-size:.9em;margin:.4em 0 0}";
 
 static int handle_page(grace_request_t *req, grace_response_t *res, void *user)
 {
     const admin_t *a = user;
-    /* A token that came in the URL goes on to the links, so a click works. */
     grace_str_t tok = a->token && !a->auth ? grace_request_query(req, "token") : (grace_str_t){0};
+    if (tok.ptr && !token_equal(a, tok))
+        tok.ptr = NULL;
     grace_restart_options_t ro;
     grace_get_restart_options(&ro);
     char uptime[64];
@@ -441,14 +450,11 @@ static int handle_page(grace_request_t *req, grace_response_t *res, void *user)
     grace_response_writef(res, "</table>\n</section>\n<section>\n<nav>\n");
     static const char *const actions[] = {"restart", "reload", "shutdown"};
     for (size_t i = 0; i < 3; i++) {
-        grace_response_writef(res, "<a%s href=\"", i == 2 ? " class=\"stop\"" : "");
-        write_html(res, a->pattern);
-        grace_response_writef(res, "/%s", actions[i]);
-        if (tok.ptr) {
-            grace_response_writef(res, "?token=");
-            write_query_value(res, tok); /* no '&', '<' or '"' left to escape */
-        }
-        grace_response_writef(res, "\">%s</a>\n", actions[i]);
+        char suffix[16];
+        snprintf(suffix, sizeof suffix, "/%s", actions[i]);
+        grace_response_writef(res, "<a%s", i == 2 ? " class=\"stop\"" : "");
+        write_href(res, a, suffix, tok);
+        grace_response_writef(res, ">%s</a>\n", actions[i]);
     }
     grace_response_writef(res, "</nav>\n<form method=\"get\" action=\"");
     write_html(res, a->pattern);
@@ -464,27 +470,28 @@ static int handle_page(grace_request_t *req, grace_response_t *res, void *user)
                                "<p class=\"note\">restart and reload restart every server of "
                                "this process; shutdown stops them all. The executable must be "
                                "in the running executable's directory or an allowed one.</p>\n"
-                               "</section>\n<p class=\"note\">As JSON: <a href=\"");
-    write_html(res, a->pattern);
-    grace_response_writef(res, "/status\">status</a></p>\n</body>\n</html>\n");
+                               "</section>\n<p class=\"note\">As JSON: <a");
+    write_href(res, a, "/status", tok);
+    grace_response_writef(res, ">status</a></p>\n</body>\n</html>\n");
     return 0;
+}
+
+/* Write before (JSON text) and then s as a JSON string (NULL as ""). */
+static void write_json(grace_response_t *res, const char *before, const char *s)
+{
+    grace_response_writef(res, "%s", before);
+    grace_response_write_json_string(res, s ? s : "", s ? strlen(s) : 0);
 }
 
 static void status_server(grace_server_t *s, void *user)
 {
     each_t *e = user;
-    grace_response_t *res = e->res;
-    grace_response_writef(res, "%s{\"name\":", e->n++ ? "," : "");
-    const char *name = grace_server_name(s);
-    grace_response_write_json_string(res, name, strlen(name));
-    grace_response_writef(res, ",\"running\":%s,\"addresses\":[",
+    write_json(e->res, e->n++ ? ",{\"name\":" : "{\"name\":", grace_server_name(s));
+    grace_response_writef(e->res, ",\"running\":%s,\"addresses\":[",
                           grace_server_is_running(s) ? "true" : "false");
-    for (size_t i = 0; i < grace_server_address_count(s); i++) {
-        const char *addr = grace_server_address(s, i);
-        grace_response_writef(res, "%s", i ? "," : "");
-        grace_response_write_json_string(res, addr, strlen(addr));
-    }
-    grace_response_writef(res, "],\"inflight\":%ld}", grace_server_inflight(s));
+    for (size_t i = 0; i < grace_server_address_count(s); i++)
+        write_json(e->res, i ? "," : "", grace_server_address(s, i));
+    grace_response_writef(e->res, "],\"inflight\":%ld}", grace_server_inflight(s));
 }
 
 static int handle_status(grace_request_t *req, grace_response_t *res, void *user)
@@ -492,17 +499,13 @@ static int handle_status(grace_request_t *req, grace_response_t *res, void *user
     (void)user;
     grace_restart_options_t ro;
     grace_get_restart_options(&ro);
-    const char *exe = grace_executable_path();
-    exe = exe ? exe : "";
     grace_response_set_header(res, "Content-Type", "application/json");
-    grace_response_writef(res, "{\"pid\":%ld,\"executable\":", (long)getpid());
-    grace_response_write_json_string(res, exe, strlen(exe));
-    grace_response_writef(res, ",\"uptime_ms\":%" PRId64 ",\"graceful\":%s,\"version\":\"%s\",",
+    grace_response_writef(res, "{\"pid\":%ld", (long)getpid());
+    write_json(res, ",\"executable\":", grace_executable_path());
+    grace_response_writef(res, ",\"uptime_ms\":%" PRId64 ",\"graceful\":%s,\"version\":\"%s\"",
                           grace_uptime_ms(), ro.graceful ? "true" : "false",
                           grace_version_string());
-    const char *self = grace_server_name(grace_request_server(req));
-    grace_response_writef(res, "\"server\":");
-    grace_response_write_json_string(res, self, strlen(self));
+    write_json(res, ",\"server\":", grace_server_name(grace_request_server(req)));
     grace_response_writef(res, ",\"servers\":[");
     each_t e = {res, NULL, 0};
     grace_servers_foreach(status_server, &e);
@@ -573,8 +576,9 @@ static bool exe_allowed(const admin_t *a, grace_str_t v, char out[PATH_MAX], cha
 /* Checks common to every action; false when the request was answered. */
 static bool action_allowed(grace_request_t *req, grace_response_t *res)
 {
-    grace_str_t m = grace_request_method(req);
-    if (!str_is(m, "GET") && !str_is(m, "POST")) {
+    grace_str_t m = grace_request_method(req); /* methods are case-sensitive */
+    if (!(m.len == 3 && memcmp(m.ptr, "GET", 3) == 0) &&
+        !(m.len == 4 && memcmp(m.ptr, "POST", 4) == 0)) {
         grace_response_set_status(res, 405);
         grace_response_set_header(res, "Allow", "GET, POST");
         grace_response_writeln(res, "Method Not Allowed");
@@ -610,21 +614,16 @@ static int restart(grace_request_t *req, grace_response_t *res, const admin_t *a
 {
     if (!action_allowed(req, res))
         return 0;
-    const char *what = reload ? "reload" : "restart";
     grace_str_t v = grace_request_query(req, "newExeFilePath");
-    char exe[PATH_MAX];
-    if (v.len > 0) {
-        char why[200], msg[256];
-        if (!exe_allowed(a, v, exe, why, sizeof why)) {
-            snprintf(msg, sizeof msg, "newExeFilePath not allowed: %s", why);
-            refuse(req, res, msg);
-            return 0;
-        }
-        grace_log("admin: %s to %s requested from %s", what, exe, grace_request_client_ip(req));
-    } else {
-        grace_log("admin: %s requested from %s", what, grace_request_client_ip(req));
+    char exe[PATH_MAX], why[200], msg[256];
+    if (v.len > 0 && !exe_allowed(a, v, exe, why, sizeof why)) {
+        snprintf(msg, sizeof msg, "newExeFilePath not allowed: %s", why);
+        refuse(req, res, msg);
+        return 0;
     }
     const char *path = v.len > 0 ? exe : NULL;
+    grace_log("admin: %s%s%s requested from %s", reload ? "reload" : "restart", path ? " to " : "",
+              path ? path : "", grace_request_client_ip(req));
     int r = reload ? grace_reload(path) : grace_restart(path);
     if (r > 0) {
         char text[64];
@@ -676,13 +675,12 @@ static bool is_good_pattern(const char *p, size_t len)
 {
     if (len < 2 || p[0] != '/')
         return false;
+    static const char ok[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~";
     for (size_t i = 0; i < len;) {
         size_t seg = ++i; /* past the '/' */
-        while (i < len && p[i] != '/') {
-            if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~", p[i]))
+        while (i < len && p[i] != '/')
+            if (!strchr(ok, p[i++]))
                 return false;
-            i++;
-        }
         size_t n = i - seg;
         if (n == 0 || (n == 1 && p[seg] == '.') || (n == 2 && p[seg] == '.' && p[seg + 1] == '.'))
             return false;

@@ -467,7 +467,7 @@ int grace__conn_write_blocking(grace__conn_t *c, const char *data, size_t len)
 {
     int64_t timeout = c->server->opt.write_timeout_ms;
     /* Whatever is queued (a 100 Continue) goes first. */
-    const char *parts[2] = {c->out.ptr + c->out_off, data};
+    const char *parts[2] = {c->out.ptr ? c->out.ptr + c->out_off : NULL, data};
     size_t lens[2] = {c->out.len - c->out_off, len};
     for (int i = 0; i < 2; i++) {
         const char *p = parts[i];

@@ -38,10 +38,11 @@ grace_str_t grace_request_query_string(const grace_request_t *r)
 grace_str_t grace_request_query(grace_request_t *r, const char *name)
 {
     grace_str_t none = {NULL, 0};
-    const char *p = r->h.query.ptr, *end = p + r->h.query.len;
-    size_t name_len = strlen(name);
+    const char *p = r->h.query.ptr;
     if (p == NULL)
         return none;
+    const char *end = p + r->h.query.len;
+    size_t name_len = strlen(name);
     while (p < end) {
         const char *amp = memchr(p, '&', (size_t)(end - p));
         const char *pair_end = amp ? amp : end;

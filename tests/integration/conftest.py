@@ -15,6 +15,7 @@ No sleep is an assertion and no assertion is about timing: every wait is
 bounded by a generous timeout and fails the test with what was seen.
 """
 
+import ctypes
 import os
 import re
 import signal
@@ -517,8 +518,6 @@ def simple_get(path="/", host="x", extra=""):
 # only: the PIDs in a server's own log lines ("DATE TIME PID: message") and
 # the descendants of the test process that run a binary from BUILD_DIR.
 
-import ctypes  # noqa: E402 - kept with the code that needs it
-
 PR_SET_CHILD_SUBREAPER = 36
 LOG_LINE_RE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} (\d+): (.*)$")
 
@@ -610,21 +609,6 @@ def reap_pid(pid):
     if got == 0:
         return None
     return os.waitstatus_to_exitcode(status)
-
-
-def reap_adopted_build_zombies(exclude=()):
-    """Reap zombies re-parented to us that ran a BUILD_DIR binary (their exe is
-    gone, so: zombies among our children that no Popen object owns). Popen
-    children are listed in exclude and never touched here."""
-    me = os.getpid()
-    reaped = {}
-    for pid in zombie_children(me):
-        if pid in exclude:
-            continue
-        code = reap_pid(pid)
-        if code is not None:
-            reaped[pid] = code
-    return reaped
 
 
 @pytest.fixture(scope="session", autouse=True)

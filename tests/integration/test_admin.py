@@ -212,7 +212,7 @@ def test_actions_refuse_other_methods_and_prefetch(servers):
     assert_same_process(srv)
 
 
-def test_bad_admin_flags_refused_at_start(tmp_path):
+def test_bad_admin_flags_refused_at_start():
     for bad in ("10.0.0.0/33", "10.0.0/8", "::1/129", "example.com/8", "10.0.0.0/-1"):
         p = subprocess.run(
             [str(example_path("basic")), "--host", HOST, "--port", "0", "--admin-trusted", bad],
@@ -268,6 +268,7 @@ def test_token_required_when_configured(servers):
     page = parse_page(get(srv, f"{ADMIN}?token={token}").text)
     assert page.links["restart"] == f"{ADMIN}/restart?token={token}"
     assert page.links["shutdown"] == f"{ADMIN}/shutdown?token={token}"
+    assert page.links["status"] == f"{ADMIN}/status?token={token}"
     assert ["newExeFilePath", "token"] in [f[2] for f in page.forms]
 
 

@@ -26,7 +26,6 @@ import pytest
 
 from conftest import (
     BUILD_DIR,
-    HOST,
     RawConn,
     http,
     is_build_binary,
@@ -187,12 +186,13 @@ def tcp_states():
 
 
 def connection_fds(fds):
-    """The fds that are TCP sockets other than listeners."""
+    """The fds that are sockets other than TCP listeners: connections (one
+    that has closed is in no /proc/net table at all, so unknown counts)."""
     states = tcp_states()
     out = []
     for fd, link in fds.items():
         m = re.fullmatch(r"socket:\[(\d+)\]", link)
-        if m and states.get(m.group(1), "0A") != "0A":
+        if m and states.get(m.group(1)) != "0A":
             out.append(fd)
     return out
 
@@ -206,6 +206,29 @@ def quiet_fds(pid, timeout=10.0):
         if not connection_fds(fds) or time.monotonic() > deadline:
             return fds
         time.sleep(0.05)
+
+
+def wait_released(srv, pid, timeout=10.0):
+    """Wait until the old process pid has closed its listening sockets (it
+    drops them once each of its event loops has let go, shortly after the
+    hand-over): from then on every new connection goes to the new process."""
+    deadline = time.monotonic() + timeout
+    while srv.pid_alive(pid):
+        try:
+            fds = fd_table(pid)
+        except OSError:
+            return  # gone meanwhile
+        states = tcp_states()
+        listening = [
+            fd
+            for fd, link in fds.items()
+            if (m := re.fullmatch(r"socket:\[(\d+)\]", link)) and states.get(m.group(1)) == "0A"
+        ]
+        if not listening:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"process {pid} still holds listening sockets {listening}\n{srv.stderr()}")
+        time.sleep(0.01)
 
 
 def fd_kinds(fds):
@@ -234,7 +257,7 @@ def test_seed_walkthrough_sleep_survives_admin_restart(grace_servers):
     """The seed: /pid, a long /sleep in flight, /debug/admin/restart: the new
     process serves /pid at once while the old one finishes /sleep, then
     exits 0."""
-    srv = grace_servers.start("basic", "--port", "0", "--sleep-ms", "6000")
+    srv = grace_servers.start("basic", "--port", "0", "--sleep-ms", "10000")
     p1 = get_pid(srv)
     assert p1 == srv.pid
 
@@ -260,6 +283,7 @@ def test_seed_walkthrough_sleep_survives_admin_restart(grace_servers):
     assert i_reloading < i_reloaded < i_serving, srv.stderr()
 
     # The new process answers new requests while the old one still sleeps.
+    wait_released(srv, p1)
     assert get_pid(srv) == p2
     assert srv.pid_alive(p1), "the old process exited before its /sleep finished"
 
@@ -440,8 +464,8 @@ def test_rollback_keeps_the_old_process_serving(grace_servers):
     # No stuck "restarting" state: a normal restart works.
     p2 = admin_restart(srv)
     assert p2 != p1
-    assert get_pid(srv) == p2
     assert wait_gone(srv, p1) == 0
+    assert get_pid(srv) == p2
 
 
 # ---- 4. drain limit ----------------------------------------------------------------
@@ -546,6 +570,7 @@ def test_overlapping_restarts_oldest_told_to_finish(grace_servers):
     wait_in_flight(srv, p1)
 
     p2 = admin_restart(srv)
+    wait_released(srv, p1)
     s2 = SlowGet(srv.port, "/sleep")
     wait_in_flight(srv, p2)
 
@@ -555,6 +580,7 @@ def test_overlapping_restarts_oldest_told_to_finish(grace_servers):
     if s1.response is not None:
         pytest.fail(f"P1's /sleep ended before the third restart: too slow a machine\n{srv.stderr()}")
 
+    wait_released(srv, p2)  # the admin request must reach P3
     mark = srv.mark()
     p4 = admin_restart(srv)
     assert len({p1, p2, p3, p4}) == 4
@@ -597,6 +623,7 @@ def test_no_leaks_after_20_restarts(grace_servers):
     assert r.status == 200 and r.body == HELLO
 
     fds = quiet_fds(cur)
+    assert not connection_fds(fds), f"connections still open in {cur}: {fds}"
     assert len(fds) == len(base), (
         f"fd count {len(fds)} after 20 restarts, {len(base)} at first\n"
         f"first: {fd_kinds(base)}\nnow:   {fd_kinds(fds)}\n{fds}"
