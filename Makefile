@@ -4,9 +4,9 @@
 #   make            release build in build/
 #   make run        install what is missing, build, run examples/basic on :8199
 #   make run-https  the same, examples/https on :8200 (CERT=F KEY=F, or self-signed)
-#   make test       install what is missing; clang -Werror build (build-clang/);
+#   make test       install what is missing; gcc -Werror build (build-gcc/);
 #                   ASan+UBSan build (build-asan/); ctest; pytest tests/integration
-#   make test-clang clang -Werror build only (release flags, so NDEBUG too)
+#   make test-gcc   gcc -Werror build only (release flags, so NDEBUG too)
 #   make bench      install what is missing, release build, bench/run.py
 #   make install    release build, install under PREFIX (default /usr/local)
 #   make clean      remove the build directories
@@ -29,7 +29,7 @@ DEPS := bash scripts/deps.sh
 
 BUILD_DIR := build
 ASAN_DIR := build-asan
-CLANG_DIR := build-clang
+WARN_DIR := build-gcc
 
 # Sanitizer settings for everything `make test` runs (unit tests, and the
 # servers the integration tests start). Override on the command line.
@@ -44,19 +44,19 @@ define release-build
 	cmake --build $(BUILD_DIR) -j$(JOBS)
 endef
 
-define clang-build
-	cmake -S . -B $(CLANG_DIR) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Release \
+define gcc-build
+	cmake -S . -B $(WARN_DIR) -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=Release \
 	    -DGRACE_WERROR=ON -DGRACE_SANITIZE=OFF $(CMAKE_EXTRA)
-	cmake --build $(CLANG_DIR) -j$(JOBS)
+	cmake --build $(WARN_DIR) -j$(JOBS)
 endef
 
 define asan-build
-	cmake -S . -B $(ASAN_DIR) -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=Debug \
+	cmake -S . -B $(ASAN_DIR) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
 	    -DGRACE_WERROR=ON -DGRACE_SANITIZE=ON $(CMAKE_EXTRA)
 	cmake --build $(ASAN_DIR) -j$(JOBS)
 endef
 
-.PHONY: all build run run-https test test-clang bench install clean format help
+.PHONY: all build run run-https test test-gcc bench install clean format help
 
 all build:
 	$(release-build)
@@ -87,16 +87,16 @@ run-https:
 # other non-zero status (there must be integration tests).
 test:
 	$(DEPS) test
-	$(clang-build)
+	$(gcc-build)
 	$(asan-build)
 	$(SAN_ENV) ctest --test-dir $(ASAN_DIR) --output-on-failure
 	$(SAN_ENV) GRACE_BUILD_DIR=$(CURDIR)/$(ASAN_DIR) $(PYTHON) -m pytest -q tests/integration \
 	    || { rc=$$?; [ $$rc -ne 5 ] || echo "make test: pytest collected no integration test" >&2; \
 	         exit $$rc; }
 
-test-clang:
+test-gcc:
 	$(DEPS) test
-	$(clang-build)
+	$(gcc-build)
 
 bench:
 	$(DEPS) bench
@@ -109,7 +109,7 @@ install:
 	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(CLANG_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(WARN_DIR) build-clang
 
 FORMAT_FILES = $(wildcard src/*.c src/*.h include/*.h examples/*.c tests/unit/*.c)
 format:

@@ -103,9 +103,18 @@ typedef struct {
 static bool shared_takes_value(const char *arg)
 {
     static const char *const names[] = {
-        "--host",           "--port",          "--ports",           "--max-body",
-        "--max-header-bytes", "--read-timeout-ms", "--idle-timeout-ms", "--sleep-ms",
-        "--graceful-timeout-ms", "--shutdown-timeout-ms", "--admin-token", "--admin-trusted",
+        "--host",
+        "--port",
+        "--ports",
+        "--max-body",
+        "--max-header-bytes",
+        "--read-timeout-ms",
+        "--idle-timeout-ms",
+        "--sleep-ms",
+        "--graceful-timeout-ms",
+        "--shutdown-timeout-ms",
+        "--admin-token",
+        "--admin-trusted",
         "--admin-allow-dir",
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
@@ -183,8 +192,7 @@ static void add_https_ports(grace_server_t *s, const ex_flags_t *f, const int *p
         }
         int rc = grace_server_add_https_address(s, addr);
         if (rc < 0) {
-            fprintf(stderr, "%s: bad listen address '%s': %s\n", f->prog, addr,
-                    grace_strerror(rc));
+            fprintf(stderr, "%s: bad listen address '%s': %s\n", f->prog, addr, grace_strerror(rc));
             exit(2);
         }
     }
@@ -197,19 +205,19 @@ int main(int argc, char **argv)
     take_https_flags(&argc, argv, &h);
 
     ex_flags_t f;
-    ex_parse_flags(
-        argc, argv, &f, "--port", &default_port, 1,
-        "https --cert FILE --key FILE [--port N] [--http-port N]",
-        "The second example of gf's graceful-restart page, over TLS: / (\"哈罗！\"),\n"
-        "/pid, /sleep and the admin page /debug/admin (restart, reload, shutdown).\n\n"
-        "  --port N                the HTTPS port (default 8200)\n"
-        "  --cert FILE             certificate chain, PEM, leaf first (required)\n"
-        "  --key FILE              its private key, PEM, not encrypted (required)\n"
-        "  --http-port N           also serve plain HTTP on port N, same server\n\n"
-        "The certificate files are read when the server starts, and again by the new\n"
-        "process of every restart: replace them, then restart (kill -USR1 PID or\n"
-        "/debug/admin/restart) to put a renewed certificate in service.",
-        EX_FLAG_SLEEP | EX_FLAG_ADMIN);
+    ex_parse_flags(argc, argv, &f, "--port", &default_port, 1,
+                   "https --cert FILE --key FILE [--port N] [--http-port N]",
+                   "The second example of gf's graceful-restart page, over TLS: / (\""
+                   "\xe5\x93\x88\xe7\xbd\x97\xef\xbc\x81\"),\n"
+                   "/pid, /sleep and the admin page /debug/admin (restart, reload, shutdown).\n\n"
+                   "  --port N                the HTTPS port (default 8200)\n"
+                   "  --cert FILE             certificate chain, PEM, leaf first (required)\n"
+                   "  --key FILE              its private key, PEM, not encrypted (required)\n"
+                   "  --http-port N           also serve plain HTTP on port N, same server\n\n"
+                   "The certificate files are read when the server starts, and again by the new\n"
+                   "process of every restart: replace them, then restart (kill -USR1 PID or\n"
+                   "/debug/admin/restart) to put a renewed certificate in service.",
+                   EX_FLAG_SLEEP | EX_FLAG_ADMIN);
     sleep_ms = f.sleep_ms;
     if (h.cert == NULL || h.key == NULL || *h.cert == '\0' || *h.key == '\0') {
         fprintf(stderr,

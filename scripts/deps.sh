@@ -24,7 +24,7 @@ usage() {
 }
 
 build_pkgs=(build-essential gcc make cmake pkg-config libssl-dev openssl)
-test_pkgs=("${build_pkgs[@]}" clang python3-pytest python3-requests curl chromium)
+test_pkgs=("${build_pkgs[@]}" clang python3-pytest python3-requests curl chromium libclang-rt-14-dev)
 bench_pkgs=("${build_pkgs[@]}" wrk nginx-light python3-matplotlib)
 bench_optional=(linux-perf) # perf stat for the benchmark, when the kernel allows
 

@@ -238,6 +238,7 @@ done:
         grace__buf_free(&c->in);
     c->state = ST_HEAD;
     c->req_started = false;
+    c->served = true;
     c->head_len = c->body_len = 0;
 }
 

@@ -42,6 +42,7 @@ struct grace__conn {
     bool close_after_write;
     bool lingering; /* write side shut, discarding input until EOF */
     bool req_started;
+    bool served; /* answered a request: may be closed when idle during a drain */
     int state;
     grace__buf_t in, out;
     size_t out_off;

@@ -295,7 +295,8 @@ static unsigned long long proc_start_time(long pid)
     unsigned long long start = 0;
     /* After ")": state is field 3; starttime is field 22. */
     int field = 2;
-    for (char *tok = strtok(p + 1, " "); tok; tok = strtok(NULL, " ")) {
+    char *save;
+    for (char *tok = strtok_r(p + 1, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
         if (++field == 22) {
             start = strtoull(tok, NULL, 10);
             break;
@@ -314,7 +315,9 @@ static void build_draining_list(char *out, size_t cap)
     int n = 0;
     char list[512];
     snprintf(list, sizeof list, "%s", rs.draining_list);
-    for (char *tok = strtok(list, ","); tok && n < 63; tok = strtok(NULL, ",")) {
+    char *save;
+    for (char *tok = strtok_r(list, ",", &save); tok && n < 63;
+         tok = strtok_r(NULL, ",", &save)) {
         long pid = strtol(tok, NULL, 10);
         const char *colon = strchr(tok, ':');
         unsigned long long st = colon ? strtoull(colon + 1, NULL, 10) : 0;
@@ -492,8 +495,15 @@ static int graceful_restart(const char *exe)
     grace__buf_t fds = {0};
     char **env = NULL;
     int pipefd[2] = {-1, -1};
-    if (atomic_load(&rs.handed_over) || grace__is_draining()) {
-        r = GRACE_ESTATE; /* already handing over or shutting down */
+    if (atomic_load(&rs.handed_over)) {
+        /* A new process serves already; this one only drains. A retry
+         * reaches the new process (the admin answers 503 + Retry-After). */
+        r = GRACE_EBUSY;
+        snprintf(why, sizeof why, "this process has handed over to a new one and is draining");
+        goto out;
+    }
+    if (grace__is_draining()) {
+        r = GRACE_ESTATE; /* shutting down */
         goto out;
     }
     if (!is_executable_file(exe)) {

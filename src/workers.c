@@ -221,7 +221,11 @@ static void maintenance(grace__loop_t *L)
         n = c->next;
         if (atomic_exchange(&c->busy, 1))
             continue; /* in use by a handler thread, or closed */
-        bool idle = !c->req_started && c->out.len == c->out_off;
+        /* Idle = between requests. A connection that has not sent its first
+         * request yet is not idle: it was accepted to be answered (closing
+         * it would fail a fresh connection, which clients do not retry), so
+         * it gets until its first request, within the drain limit. */
+        bool idle = c->served && !c->req_started && c->out.len == c->out_off;
         char peek;
         if (idle && !c->lingering && atomic_load(&c->server->state) != GRACE__SRV_RUNNING &&
             recv(c->fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) != 1) {

@@ -197,8 +197,12 @@ class TlsConn(RawConn):
 
     def __init__(self, port, ca, timeout=IO_TIMEOUT):
         raw = socket.create_connection((HOST, port), timeout=timeout)
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock = client_context(ca).wrap_socket(raw, server_hostname=HOST)
+        try:
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.sock = client_context(ca).wrap_socket(raw, server_hostname=HOST)
+        except BaseException:
+            raw.close()
+            raise
         self.buf = b""
         self.eof = False
 
@@ -246,7 +250,6 @@ class HttpsServer(GraceServer):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env=sanitizer_env(),
-            restore_signals=not os.environ.get("TMP_IGNORE_SIGPIPE"),  # TEMP-DEV
         )
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()
@@ -610,7 +613,8 @@ def test_tls12_and_tls13_both_work(start, pki, flag):
     assert m and m.group(1) == version, out
     if version == "TLSv1.2":
         # Modern defaults: forward-secret (ECDHE) AEAD suites only.
-        assert re.fullmatch(r"ECDHE-(ECDSA|RSA)-(AES\d+-GCM-SHA\d+|CHACHA20-POLY1305)", m.group(2)), m
+        suite = r"ECDHE-(ECDSA|RSA)-(AES\d+-GCM-SHA\d+|CHACHA20-POLY1305)"
+        assert re.fullmatch(suite, m.group(2)), m
     assert "ALPN protocol: http/1.1" in out, out
     assert "HTTP/1.1 200 OK" in out, out
 
@@ -663,7 +667,9 @@ def test_http_and_https_on_one_server(start, pki):
     srv = start("--http-port", "0", n_ports=2)
     assert len(srv.ports) == 1 and len(srv.http_ports) == 1, srv.stderr()
     p1 = srv.pid
-    srv.wait_for_line(line_re(p1, rf"https server started listening on \[127\.0\.0\.1:{srv.port}\]"))
+    srv.wait_for_line(
+        line_re(p1, rf"https server started listening on \[127\.0\.0\.1:{srv.port}\]")
+    )
     srv.wait_for_line(
         line_re(p1, rf"http server started listening on \[127\.0\.0\.1:{srv.http_ports[0]}\]")
     )
@@ -730,7 +736,8 @@ def test_keep_alive_over_tls(start, pki):
 def test_pipelined_requests_in_one_tls_record(start, pki):
     srv = start()
     with TlsConn(srv.port, pki.ca) as c:
-        c.send(simple_get("/") + simple_get("/pid") + simple_get("/", extra="Connection: close\r\n"))
+        last = simple_get("/", extra="Connection: close\r\n")
+        c.send(simple_get("/") + simple_get("/pid") + last)
         assert c.read_response().body == HELLO
         assert c.read_response().body == f"{srv.pid}\n".encode()
         r = c.read_response()
@@ -886,7 +893,9 @@ def test_seed_https_walkthrough(start):
     assert r.status_code == 200 and r.text.strip() == "shutting down", r.text
     assert wait_gone(srv, p2) in (0, "exited"), srv.stderr()
 
-    i_started = log_index(srv, line_re(p1, rf"https server started listening on \[127\.0\.0\.1:{port}\]"))
+    i_started = log_index(
+        srv, line_re(p1, rf"https server started listening on \[127\.0\.0\.1:{port}\]")
+    )
     i_reloading = log_index(srv, line_re(p1, "server reloading"), mark)
     i_reloaded = log_index(
         srv, line_re(p2, rf"https server reloaded listening on \[127\.0\.0\.1:{port}\]"), mark
@@ -941,8 +950,10 @@ def test_tls_connections_opened_before_a_restart_are_answered(start, pki):
             raw = socket.create_connection((HOST, srv.port), timeout=IO_TIMEOUT)
             s = ctx.wrap_socket(raw, server_hostname=HOST, do_handshake_on_connect=False)
             s.setblocking(False)
-            with pytest.raises(ssl.SSLWantReadError):
+            try:
                 s.do_handshake()  # the ClientHello goes out; the rest waits
+            except ssl.SSLWantReadError:
+                pass  # (on a fast machine the server's answer may be there already)
             s.setblocking(True)
             s.settimeout(IO_TIMEOUT)
             half.append(s)
@@ -1099,6 +1110,51 @@ def stalled_clients(port, hello, n):
             c.close()
         raise
     return conns
+
+
+def open_connections(pid):
+    """Number of TCP connections (not listeners) process pid holds."""
+    states = {}
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(path) as f:
+            next(f)
+            for line in f:
+                parts = line.split()
+                states[parts[9]] = parts[3]
+    n = 0
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            m = re.fullmatch(r"socket:\[(\d+)\]", os.readlink(f"/proc/{pid}/fd/{name}"))
+        except OSError:
+            continue
+        if m and states.get(m.group(1), "0A") != "0A":
+            n += 1
+    return n
+
+
+def test_clients_closing_without_close_notify_are_not_failed_handshakes(start, pki):
+    """Most clients just close the socket after their last response (no TLS
+    close_notify). That is a normal end, not a "TLS handshake ... failed"
+    line; only a real failure (here a corrupted ClientHello) is logged."""
+    srv = start()
+    for _ in range(3):
+        assert srv.get("/").content == HELLO  # requests: one connection each
+        peer_fingerprint(srv.port, pki.ca)  # handshake only, then close
+        with TlsConn(srv.port, pki.ca) as c:  # a request, then close
+            c.send(simple_get("/pid"))
+            c.read_response()
+    with RawConn(srv.port) as c:  # the control: a broken handshake
+        hello = client_hello()
+        c.send(hello[:5] + b"\xff" * (len(hello) - 5))
+        c.wait_closed()
+    srv.wait_for_line(r"TLS handshake with 127\.0\.0\.1 failed")
+    # Once the server holds no connection, every close has been handled.
+    deadline = time.monotonic() + IO_TIMEOUT
+    while open_connections(srv.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert open_connections(srv.pid) == 0, srv.stderr()
+    failed = [ln for ln in srv.lines if "handshake" in ln and "failed" in ln]
+    assert len(failed) == 1, "clean closes logged as failed handshakes:\n" + srv.stderr()
 
 
 def closed_by_server(c):
