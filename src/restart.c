@@ -559,7 +559,9 @@ static int graceful_restart(const char *exe)
         grace__drain_all();
     }
 out:
-    if (r < 0)
+    if (r == GRACE_EBUSY)
+        grace_log("restart refused: %s", why);
+    else if (r < 0)
         grace_log("restart failed: %s; this process keeps serving",
                   why[0] ? why : grace_strerror(r));
     if (pipefd[0] >= 0)
