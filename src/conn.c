@@ -70,7 +70,7 @@ static ssize_t conn_recv(grace__conn_t *c, char *p, size_t len)
         return -EAGAIN; /* the plain answer is queued; the caller flushes */
     if (c->ssl) {
         ssize_t n = grace__tls_read(c->ssl, p, len);
-        if (n == -EPROTO && !c->req_started)
+        if (n == -EPROTO && !grace__tls_handshake_done(c->ssl))
             grace_log("TLS handshake with %s failed", c->client_ip);
         return n;
     }

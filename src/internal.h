@@ -301,6 +301,7 @@ void grace__tls_free(SSL *ssl);
 ssize_t grace__tls_read(SSL *ssl, char *buf, size_t len);
 ssize_t grace__tls_write(SSL *ssl, const char *buf, size_t len);
 bool grace__tls_pending(SSL *ssl);
+bool grace__tls_handshake_done(SSL *ssl);
 void grace__tls_close_notify(SSL *ssl);
 
 /* request.c: route and run the chain for req (head parsed, body read). */

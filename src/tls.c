@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -64,6 +65,15 @@ int grace__tls_ctx_new(const char *cert, const char *key, SSL_CTX **out, char *w
 {
     char reason[256];
     bool encrypted = false;
+    /* OpenSSL says only "system lib" for a file it cannot open. */
+    const char *files[2][2] = {{"certificate", cert}, {"private key", key}};
+    for (int i = 0; i < 2; i++) {
+        if (access(files[i][1], R_OK) != 0) {
+            snprintf(why, why_len, "cannot read %s %s: %s", files[i][0], files[i][1],
+                     strerror(errno));
+            return GRACE_ETLS;
+        }
+    }
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (ctx == NULL) {
         openssl_reason(reason, sizeof reason);
@@ -72,8 +82,11 @@ int grace__tls_ctx_new(const char *cert, const char *key, SSL_CTX **out, char *w
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
+    /* A client that closes without close_notify has ended its side, not
+     * attacked us: HTTP framing says whether anything was cut. */
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE |
-                                 SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET);
+                                 SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET |
+                                 SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20");
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
@@ -180,4 +193,9 @@ void grace__tls_close_notify(SSL *ssl)
     if (SSL_is_init_finished(ssl))
         SSL_shutdown(ssl);
     ERR_clear_error();
+}
+
+bool grace__tls_handshake_done(SSL *ssl)
+{
+    return SSL_is_init_finished(ssl);
 }

@@ -36,7 +36,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
-#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -400,6 +400,17 @@ static void *monitor_main(void *arg)
 
 static void engine_init(void)
 {
+    /* A peer that closes while we write must be an error return, not a
+     * signal that kills the process. Plain sockets use MSG_NOSIGNAL, but
+     * OpenSSL writes with write(2); so, as nginx does, ignore SIGPIPE -- unless
+     * the program already chose a handler of its own. */
+    struct sigaction old;
+    if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL) {
+        struct sigaction ign;
+        memset(&ign, 0, sizeof ign);
+        ign.sa_handler = SIG_IGN;
+        sigaction(SIGPIPE, &ign, NULL);
+    }
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     const char *env = getenv("GRACE_LOOPS");
     if (env && atoi(env) > 0)
