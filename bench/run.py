@@ -34,6 +34,7 @@ Standard library only.  Adding a scenario: write a function
 
 import argparse
 import collections
+import hashlib
 import json
 import os
 import platform
@@ -651,6 +652,12 @@ def versions(tools, grace):
     v = {"nginx": first_line([tools["nginx"], "-v"]),
          "wrk": first_line([tools["wrk"], "-v"]),
          "grace": grace.label}
+    exe = grace.cmd[0]
+    if os.path.isfile(exe):  # identify the exact binary measured
+        with open(exe, "rb") as f:
+            v["grace_sha256"] = hashlib.sha256(f.read()).hexdigest()
+        v["grace_mtime"] = time.strftime("%Y-%m-%d %H:%M:%S UTC",
+                                         time.gmtime(os.path.getmtime(exe)))
     m = re.search(r"(wrk \S+)", v["wrk"])
     if m:
         v["wrk"] = m.group(1)
@@ -721,7 +728,9 @@ def markdown_tables(report):
            "| memory | %s MiB |" % (m["mem_mib"] if m["mem_mib"] is not None else "-"),
            "| nginx | %s |" % v["nginx"],
            "| wrk | %s |" % v["wrk"],
-           "| grace | `%s` |" % v["grace"],
+           "| grace | `%s`%s |" % (v["grace"], (" (built %s, sha256 %s…)"
+                                                  % (v["grace_mtime"], v["grace_sha256"][:16]))
+                                   if "grace_sha256" in v else ""),
            "| setup | servers on CPU %s, wrk on CPU %s; `wrk -t%d -c%d -d%gs --latency`; "
            "%d rounds, medians |" % (c["server_cpu"], c["client_cpu"], c["threads"],
                                      c["connections"], c["duration_s"], c["rounds"]),

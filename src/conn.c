@@ -35,18 +35,22 @@ static ssize_t conn_send(grace__conn_t *c, const char *p, size_t len)
     return n < 0 ? -errno : n;
 }
 
-/* A plain HTTP request sent to an HTTPS port gets a plain answer that says
- * so (a TLS alert would mean nothing to that client). Returns true if the
- * connection's first bytes are not TLS. */
-static bool plain_on_tls_port(grace__conn_t *c)
+enum { SNIFF_WAIT, SNIFF_TLS, SNIFF_PLAIN };
+
+/* Look at a TLS connection's first byte before OpenSSL reads anything. A
+ * plain HTTP request sent to an HTTPS port gets a plain answer that says so
+ * (a TLS alert would mean nothing to that client). Until the first byte is
+ * here, nothing may be read: SSL_read would take the ClientHello unseen and
+ * the next record would be mistaken for plain text. */
+static int sniff_tls(grace__conn_t *c)
 {
     unsigned char first;
     ssize_t n = recv(c->fd, &first, 1, MSG_PEEK);
-    if (n != 1)
-        return false; /* nothing yet, or EOF: the TLS read will tell */
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return SNIFF_WAIT;
     c->tls_checked = true;
-    if (first == 0x16) /* TLS handshake record */
-        return false;
+    if (n != 1 || first == 0x16) /* EOF/error (SSL_read will say), or a handshake record */
+        return SNIFF_TLS;
     static const char answer[] = "HTTP/1.1 400 Bad Request\r\n"
                                  "Content-Type: text/plain; charset=utf-8\r\n"
                                  "Connection: close\r\nContent-Length: 48\r\n\r\n"
@@ -60,14 +64,14 @@ static bool plain_on_tls_port(grace__conn_t *c)
     grace__tls_free(c->ssl); /* no close_notify: there is no TLS session */
     c->ssl = NULL;
     c->close_after_write = true;
-    return true;
+    return SNIFF_PLAIN;
 }
 
 /* Receive: bytes read, 0 at the peer's end, -EAGAIN, or another -errno. */
 static ssize_t conn_recv(grace__conn_t *c, char *p, size_t len)
 {
-    if (c->ssl && !c->tls_checked && plain_on_tls_port(c))
-        return -EAGAIN; /* the plain answer is queued; the caller flushes */
+    if (c->ssl && !c->tls_checked && sniff_tls(c) != SNIFF_TLS)
+        return -EAGAIN; /* wait for the first byte, or send the plain answer queued */
     if (c->ssl) {
         ssize_t n = grace__tls_read(c->ssl, p, len);
         if (n == -EPROTO && !grace__tls_handshake_done(c->ssl))
@@ -213,8 +217,13 @@ static void run_request(grace__conn_t *c, size_t consumed)
         c->out.len = c->out_off = 0;
         queue_error(c, 500);
     }
-    if (!keep)
+    if (!keep) {
         c->close_after_write = true;
+        /* The client itself asked to close ("Connection: close", HTTP/1.0)
+         * and sent nothing after this request: it will send no more, so the
+         * connection can close without lingering (see conn_process). */
+        c->client_closes = !h.keep_alive && c->in.len == consumed;
+    }
     if (c->server->opt.access_log) {
         grace_str_t ua = grace_request_header(req, "User-Agent");
         grace_str_t ref = grace_request_header(req, "Referer");
@@ -351,7 +360,7 @@ static int read_more(grace__conn_t *c)
     }
     if (n == -EAGAIN || n == -EWOULDBLOCK) {
         c->maybe_readable = false;
-        return c->close_after_write ? 1 : 0; /* an answer to send (plain_on_tls_port) */
+        return c->close_after_write ? 1 : 0; /* an answer to send (sniff_tls) */
     }
     return -1;
 }
@@ -388,6 +397,15 @@ static bool conn_process(grace__conn_t *c)
             }
         }
         if (c->close_after_write && !c->lingering) {
+            char peek;
+            if (c->client_closes && recv(c->fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) < 0 &&
+                errno == EAGAIN) {
+                /* Nothing more is coming: close at once, as nginx does. */
+                if (c->ssl)
+                    grace__tls_close_notify(c->ssl);
+                grace__conn_close(c);
+                return false;
+            }
             /* Shut our side and drain what the client still sends, so the
              * kernel does not answer it with a reset that could destroy the
              * response we just wrote. */

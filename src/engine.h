@@ -25,6 +25,7 @@ enum {
     ACCEPTS_PER_WAKE = 64,
     READ_CHUNK = 4096,
     BUF_KEEP = 65536, /* per-connection buffers above this are freed after use */
+    FIRST_REQUEST_GRACE_MS = 1000, /* draining: a new connection's time to send a request */
 };
 
 enum { ST_HEAD, ST_BODY, ST_CHUNKED };
@@ -43,6 +44,7 @@ struct grace__conn {
     bool lingering; /* write side shut, discarding input until EOF */
     bool req_started;
     bool served; /* answered a request: may be closed when idle during a drain */
+    bool client_closes; /* the client asked to close and sent nothing after */
     int state;
     grace__buf_t in, out;
     size_t out_off;
@@ -50,6 +52,7 @@ struct grace__conn {
     const char *head_base;     /* in.ptr when the head was parsed */
     grace__chunked_t chunked;
     int64_t req_start_ms, deadline_ms;
+    int64_t accept_ms;
     grace__arena_t arena;
     grace_header_t *headers; /* max_headers entries */
     grace_request_t req;

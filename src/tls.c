@@ -23,6 +23,7 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 /* Refuse encrypted keys at once, with a clear message, rather than prompt on
  * the terminal (OpenSSL's default). */
@@ -35,7 +36,7 @@ static int no_password(char *buf, int size, int rwflag, void *user)
 
 static void openssl_reason(char *out, size_t cap)
 {
-    unsigned long e = ERR_peek_last_error();
+    unsigned long e = ERR_peek_error(); /* the first error is the one that says why */
     if (e == 0) {
         snprintf(out, cap, "unknown OpenSSL error");
     } else {
@@ -101,8 +102,11 @@ int grace__tls_ctx_new(const char *cert, const char *key, SSL_CTX **out, char *w
         goto fail;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+        bool mismatch = ERR_GET_REASON(ERR_peek_error()) == X509_R_KEY_VALUES_MISMATCH;
         openssl_reason(reason, sizeof reason);
-        if (encrypted)
+        if (mismatch)
+            snprintf(why, why_len, "private key %s does not match certificate %s", key, cert);
+        else if (encrypted)
             snprintf(why, why_len,
                      "private key %s is encrypted: grace needs an unencrypted key "
                      "(decrypt it with `openssl pkey -in KEY -out KEY.plain`)",

@@ -142,7 +142,8 @@ static void do_accept(grace__loop_t *L, grace__listener_t *l)
         c->loop = L;
         c->server = s;
         c->headers = hdrs;
-        c->deadline_ms = now_ms() + s->opt.idle_timeout_ms;
+        c->accept_ms = now_ms();
+        c->deadline_ms = c->accept_ms + s->opt.idle_timeout_ms;
         if (sa.ss_family == AF_INET6) {
             struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&sa;
             if (IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr))
@@ -222,10 +223,12 @@ static void maintenance(grace__loop_t *L)
         if (atomic_exchange(&c->busy, 1))
             continue; /* in use by a handler thread, or closed */
         /* Idle = between requests. A connection that has not sent its first
-         * request yet is not idle: it was accepted to be answered (closing
-         * it would fail a fresh connection, which clients do not retry), so
-         * it gets until its first request, within the drain limit. */
-        bool idle = c->served && !c->req_started && c->out.len == c->out_off;
+         * request yet gets FIRST_REQUEST_GRACE_MS from its accept before it
+         * counts as idle: it was accepted to be answered (closing it at once
+         * would fail a fresh connection, which clients do not retry), but a
+         * browser's speculative preconnect may never send anything. */
+        bool idle = !c->req_started && c->out.len == c->out_off &&
+                    (c->served || now - c->accept_ms >= FIRST_REQUEST_GRACE_MS);
         char peek;
         if (idle && !c->lingering && atomic_load(&c->server->state) != GRACE__SRV_RUNNING &&
             recv(c->fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) != 1) {
