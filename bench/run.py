@@ -1,7 +1,13 @@
 #!/usr/bin/python3
-"""Side-by-side benchmark of grace (examples/hello) and nginx (SPEC B5).
+"""Side-by-side benchmark of grace and nginx (SPEC B5), plain HTTP and HTTPS,
+and a restart-under-load run of both.
 
-Both servers answer GET / with the 13-byte body "Hello, World!" on loopback.
+HTTP: grace's examples/hello and nginx both answer GET / with the 13-byte body
+"Hello, World!" on loopback.  HTTPS: grace's examples/https and nginx (same
+certificate, made by scripts/selfsigned.sh) both answer GET / with the
+10-byte body of examples/https ("哈罗！\n"), TLS 1.3 with the same cipher
+suite: wrk is made to offer only TLS_AES_128_GCM_SHA256 (an OPENSSL_CONF of
+its own), and the suite each server picks is checked with `openssl s_client`.
 The servers run pinned to one CPU (default 0, via `taskset`, so every thread
 and child process inherits the pinning), the load generator wrk runs pinned to
 another (default 1).  For every scenario and round, grace runs first, then
@@ -18,22 +24,38 @@ nginx, against the same wrk command; per run the script records
 
 and prints medians over the rounds and the ratios grace/nginx.  Before each run
 it waits (up to --quiet-timeout) until other programs leave the CPUs alone,
-and repeats a run (up to --retries times) that they disturbed anyway.  It never
-asserts on performance: the exit status is non-zero only if a server failed
-to start (or died), wrk failed, or the run was interrupted.
+and repeats a run (up to --retries times) that they disturbed anyway.
+
+restart-under-load (once per server, --restart-duration s): bench/loadgen.py
+(keep-alive connections plus a new connection per request, counted per 100 ms,
+RFC 9112 9.3.1 retries counted apart) loads a fresh hello while it is restarted
+gracefully every --restart-interval s (SIGUSR1 to the serving PID), then a
+fresh nginx while it is reloaded as often (SIGHUP to its master).  Per restart
+it measures the time from the trigger to the first request answered by the
+new process (a probe on new connections: hello's /debug/admin/status, nginx's
+`location = /pid`), and for grace also to its log line "new process N is
+serving".  It plots both runs into one PNG (--plot; needs python3-matplotlib).
+
+It never asserts on performance: the exit status is non-zero only if a server
+failed to start (or died), wrk or the load generator failed, or the run was
+interrupted.
 
 Usage (see --help):
     /usr/bin/python3 bench/run.py                    # 3 rounds x 5 s, all scenarios
     BENCH_QUICK=1 /usr/bin/python3 bench/run.py      # 1 round x 1 s smoke run
+    /usr/bin/python3 bench/run.py --only restart     # restart-under-load only
+    /usr/bin/python3 bench/run.py --only https --json out.json
     /usr/bin/python3 bench/run.py --json out.json --perf perf.txt
 
-Standard library only.  Adding a scenario: write a function
-`scenario_xxx(ctx, server) -> dict` (use `measure()`), and append a
-`Scenario(...)` to SCENARIOS.
+Standard library only (matplotlib, if installed, for the plot).  Adding a
+scenario: write a function `scenario_xxx(ctx, server) -> dict` (use
+`measure()`), and append a `Scenario(...)` to SCENARIOS with the group of
+servers it runs against ("http" or "https").
 """
 
 import argparse
 import collections
+import ctypes
 import hashlib
 import json
 import os
@@ -43,6 +65,7 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -53,10 +76,17 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 # `make bench` passes GRACE_BUILD_DIR (the release build directory)
-DEFAULT_HELLO = os.path.join(os.environ.get("GRACE_BUILD_DIR") or os.path.join(ROOT, "build"),
-                             "examples", "hello")
+BUILD_DIR = os.environ.get("GRACE_BUILD_DIR") or os.path.join(ROOT, "build")
+DEFAULT_HELLO = os.path.join(BUILD_DIR, "examples", "hello")
+DEFAULT_HTTPS = os.path.join(BUILD_DIR, "examples", "https")
 NGINX_TEMPLATE = os.path.join(HERE, "nginx.conf.in")
-BODY = b"Hello, World!"
+LOADGEN = os.path.join(HERE, "loadgen.py")
+SELFSIGNED = os.path.join(ROOT, "scripts", "selfsigned.sh")
+DEFAULT_PLOT = os.path.join(ROOT, "docs", "restart-under-load.png")
+BODY = b"Hello, World!"                                   # examples/hello, GET /
+HTTPS_BODY = "\u54c8\u7f57\uff01\n".encode("utf-8")    # examples/https, GET /: 哈罗！
+# TLS 1.3 suite both servers must use: wrk offers only this one (OPENSSL_CONF)
+TLS13_SUITE = "TLS_AES_128_GCM_SHA256"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -223,9 +253,11 @@ def tree_pss_kib(root):
 
 # ---------------------------------------------------------------- HTTP probe
 
-def http_get(port, path="/", timeout=2.0):
-    """Minimal GET over a fresh connection: (status, headers, body)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+def http_get(port, path="/", timeout=2.0, tls=None):
+    """Minimal GET over a fresh connection: (status, headers, body).
+    tls: an ssl.SSLContext for HTTPS, or None."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+        s = tls.wrap_socket(raw, server_hostname="127.0.0.1") if tls else raw
         s.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n"
                    % (path, port)).encode())
         data = b""

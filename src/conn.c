@@ -15,6 +15,8 @@
 #include "engine.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,16 +105,67 @@ void grace__conn_close(grace__conn_t *c)
         grace__server_conn_closed(s);
 }
 
+/* A connection for server s on loop L, from the loop's pool when it can be:
+ * a reused one keeps its buffers, so a new connection allocates nothing. */
+grace__conn_t *grace__conn_new(grace__loop_t *L, grace_server_t *s)
+{
+    grace__conn_t *c = L->free_conns;
+    if (c) {
+        L->free_conns = c->next_closed;
+        L->n_free--;
+    } else if ((c = calloc(1, sizeof *c)) == NULL) {
+        return NULL;
+    }
+    if (c->headers_cap < s->opt.max_headers) {
+        grace_header_t *h = realloc(c->headers, s->opt.max_headers * sizeof *h);
+        if (h == NULL) {
+            grace__buf_free(&c->in);
+            grace__buf_free(&c->out);
+            grace__buf_free(&c->res.headers);
+            grace__buf_free(&c->res.body);
+            grace__arena_free(&c->arena);
+            free(c->headers);
+            free(c);
+            return NULL;
+        }
+        c->headers = h;
+        c->headers_cap = s->opt.max_headers;
+    }
+    c->kind = GRACE__EV_CONN;
+    c->loop = L;
+    c->server = s;
+    return c;
+}
+
 void grace__conn_free(grace__conn_t *c)
 {
+    grace__loop_t *L = c->loop;
     c->prev->next = c->next;
     c->next->prev = c->prev;
+    grace__tls_free(c->ssl);
+    if (L->n_free < CONN_POOL) {
+        /* Keep the memory, forget the connection. */
+        grace__conn_t keep = *c;
+        memset(c, 0, sizeof *c);
+        c->in = keep.in;
+        c->out = keep.out;
+        c->res.headers = keep.res.headers;
+        c->res.body = keep.res.body;
+        c->in.len = c->out.len = c->res.headers.len = c->res.body.len = 0;
+        c->arena = keep.arena;
+        grace__arena_reset(&c->arena);
+        c->headers = keep.headers;
+        c->headers_cap = keep.headers_cap;
+        c->next_closed = L->free_conns;
+        L->free_conns = c;
+        L->n_free++;
+        return;
+    }
     grace__buf_free(&c->in);
     grace__buf_free(&c->out);
     grace__buf_free(&c->res.headers);
     grace__buf_free(&c->res.body);
     grace__arena_free(&c->arena);
-    grace__tls_free(c->ssl);
     free(c->headers);
     free(c);
 }
@@ -213,6 +266,14 @@ static void run_request(grace__conn_t *c, size_t consumed)
         goto done;
     }
     bool keep = h.keep_alive && !res->conn_close && !grace__conn_draining(c);
+    if (c->served && !c->nodelay) {
+        /* A second request: now small answers may follow unacknowledged ones
+         * (keep-alive, pipelining), which Nagle would hold back. A connection
+         * used once never pays for the call. */
+        int one = 1;
+        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        c->nodelay = true;
+    }
     if (grace__response_finish(res, req, keep, &c->out) < 0) {
         c->out.len = c->out_off = 0;
         queue_error(c, 500);

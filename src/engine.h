@@ -16,7 +16,7 @@ enum {
     MAX_LOOPS = 64,
     BATCH = 64,
     HANDOFF_MS = 5,        /* a handler blocked this long gets its loop handed off */
-    MONITOR_TICK_MS = 2,   /* how often the monitor looks */
+    MONITOR_TICK_MS = 5,   /* how often the monitor looks */
     MAX_THREADS = 4096,    /* bound on worker threads (blocked handlers) */
     SPARE_IDLE_MS = 30000, /* a spare thread unused this long exits */
     SCAN_MS = 250,         /* timeout scan period */
@@ -26,6 +26,7 @@ enum {
     READ_CHUNK = 4096,
     BUF_KEEP = 65536, /* per-connection buffers above this are freed after use */
     FIRST_REQUEST_GRACE_MS = 1000, /* draining: a new connection's time to send a request */
+    CONN_POOL = 256,               /* closed connections a loop keeps for reuse */
 };
 
 enum { ST_HEAD, ST_BODY, ST_CHUNKED };
@@ -54,7 +55,9 @@ struct grace__conn {
     int64_t req_start_ms, deadline_ms;
     int64_t accept_ms;
     grace__arena_t arena;
-    grace_header_t *headers; /* max_headers entries */
+    grace_header_t *headers; /* headers_cap entries (the server's max_headers) */
+    size_t headers_cap;
+    bool nodelay; /* TCP_NODELAY set (once the connection is reused) */
     grace_request_t req;
     grace_response_t res;
     char client_ip[INET6_ADDRSTRLEN];
@@ -78,6 +81,8 @@ struct grace__loop {
     grace__conn_t conns; /* list head (sentinel), owner only */
     pthread_mutex_t mu;  /* guards closed */
     grace__conn_t *closed;
+    grace__conn_t *free_conns; /* owner only: closed connections kept for reuse */
+    int n_free;
     atomic_bool check_drain;
     int64_t next_scan_ms;
 };
@@ -92,6 +97,7 @@ static inline int64_t now_ms(void)
 }
 
 /* conn.c */
+grace__conn_t *grace__conn_new(grace__loop_t *L, grace_server_t *s); /* owner only */
 void grace__conn_event(grace__conn_t *c);
 void grace__conn_close(grace__conn_t *c);
 void grace__conn_free(grace__conn_t *c);

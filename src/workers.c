@@ -122,26 +122,19 @@ static void do_accept(grace__loop_t *L, grace__listener_t *l)
             }
             return;
         }
-        grace__conn_t *c = calloc(1, sizeof *c);
-        grace_header_t *hdrs = c ? malloc(s->opt.max_headers * sizeof *hdrs) : NULL;
-        if (hdrs == NULL) {
-            free(c);
+        grace__conn_t *c = grace__conn_new(L, s);
+        if (c == NULL) {
             close(fd);
             continue;
         }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         if (l->tls && (c->ssl = grace__tls_new(s->tls_ctx, fd)) == NULL) {
-            free(hdrs);
-            free(c);
+            c->fd = -1;
+            c->prev = c->next = c; /* not listed yet: conn_free unlinks nothing */
+            grace__conn_free(c);
             close(fd);
             continue;
         }
-        c->kind = GRACE__EV_CONN;
         c->fd = fd;
-        c->loop = L;
-        c->server = s;
-        c->headers = hdrs;
         c->accept_ms = now_ms();
         c->deadline_ms = c->accept_ms + s->opt.idle_timeout_ms;
         if (sa.ss_family == AF_INET6) {
