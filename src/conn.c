@@ -458,10 +458,10 @@ static bool conn_process(grace__conn_t *c)
             }
         }
         if (c->close_after_write && !c->lingering) {
-            char peek;
-            if (c->client_closes && recv(c->fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) < 0 &&
-                errno == EAGAIN) {
-                /* Nothing more is coming: close at once, as nginx does. */
+            if (c->client_closes) {
+                /* The client asked to close and sent nothing after its
+                 * request; it may not send more (RFC 9112 9.6), so close at
+                 * once, as nginx does, with no lingering. */
                 if (c->ssl)
                     grace__tls_close_notify(c->ssl);
                 grace__conn_close(c);
