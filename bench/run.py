@@ -1181,7 +1181,7 @@ def plot_restart(rr, path):
         retries = [rt for _, _, _, rt in bk]
         ax.plot(x, y, color="tab:blue", lw=1.3, label="completed requests/s (per %g ms)"
                 % (b * 1e3))
-        ymax = max(y + [1]) * 1.18
+        ymax = max(y + [1]) * 1.15
         ax.set_ylim(0, ymax)
         for i, rec in enumerate(r["restart_log"]):
             ax.axvline(rec["t"], color="0.35", ls="--", lw=0.8,
@@ -1202,22 +1202,25 @@ def plot_restart(rr, path):
             fx = [xi for xi, f in zip(x, fails) if f]
             ax.plot(fx, [ymax * 0.03] * len(fx), ls="none", marker="x", color="red", ms=8,
                     mew=2)
-        ax.set_ylabel("requests/s")
+        ax.set_ylabel("completed requests/s")
         sm = r["served_ms"]
-        title = ("%s: %s every %g s - %d requests, %d failed, %d retried; median %.0f req/s; "
-                 "trigger -> new process answering: median %s, p95 %s, max %s ms"
-                 % (name, r["trigger"], rr["interval_s"], r["requests"], r["failed"],
-                    r["retried"], r["rps_median"] or 0, fmt("%.1f", sm["median"]),
-                    fmt("%.1f", sm["p95"]), fmt("%.1f", sm["max"])))
-        ax.set_title(title, fontsize=9)
+        title = ("%s: %s every %g s\n%d requests, %d failed, %d retried; median %.0f "
+                 "req/s; trigger -> new process answering: median %s ms, p95 %s ms, max %s ms"
+                 % ("grace (examples/%s)" % os.path.basename(r["server"])
+                    if r["kind"] == "grace" else r["server"], r["trigger"], rr["interval_s"], r["requests"], r["failed"], r["retried"],
+                    r["rps_median"] or 0, fmt("%.1f", sm["median"]), fmt("%.1f", sm["p95"]),
+                    fmt("%.1f", sm["max"])))
+        ax.set_title(title, fontsize=9.5)
         ax.grid(axis="y", alpha=0.3)
-        h1, l1 = ax.get_legend_handles_labels()
-        h2, l2 = ax2.get_legend_handles_labels()
-        ax.legend(h1 + h2, l1 + l2, loc="lower left", fontsize=7.5, ncol=5, framealpha=0.9)
+        if ax is axes[0, 0]:
+            h1, l1 = ax.get_legend_handles_labels()
+            h2, l2 = ax2.get_legend_handles_labels()
+            fig.legend(h1 + h2, l1 + l2, loc="upper center", ncol=5, fontsize=8,
+                       bbox_to_anchor=(0.5, 0.995), frameon=False)
     axes[-1, 0].set_xlabel("seconds since the load started (%d keep-alive connections + %d "
                            "clients with a new connection per request; bench/loadgen.py)"
                            % (rr["keepalive"], rr["close"]))
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -1279,7 +1282,8 @@ def versions(tools, grace_servers):
          "wrk": first_line([tools["wrk"], "-v"]),
          "python": platform.python_version()}
     openssl = which("openssl")
-    v["openssl"] = first_line([openssl, "version"]) if openssl else "unknown"
+    v["openssl"] = (first_line([openssl, "version"]).split(" (")[0] if openssl
+                    else "unknown")
     v["binaries"] = {}
     for name, srv in grace_servers.items():
         v["binaries"][name] = dict(binary_info(srv.cmd[0]), label=srv.label)
