@@ -65,11 +65,11 @@ GRACE_API const char *grace_version_string(void);
     XX(EBADADDR, -1001, "bad listen address")                                                      \
     XX(EBADPATTERN, -1002, "bad route pattern")                                                    \
     XX(ENOLISTEN, -1003, "server has no address to listen on")                                     \
-    XX(ESENT, -1004, "response headers already sent")                                             \
-    XX(ENOTREADY, -1005, "new process did not become ready in time")                              \
-    XX(ECHILDEXIT, -1006, "new process exited before it was ready")                               \
-    XX(EBADEXE, -1007, "executable not allowed or not executable")                               \
-    XX(EBUSY, -16, "a restart is already in progress")                                            \
+    XX(ESENT, -1004, "response headers already sent")                                              \
+    XX(ENOTREADY, -1005, "new process did not become ready in time")                               \
+    XX(ECHILDEXIT, -1006, "new process exited before it was ready")                                \
+    XX(EBADEXE, -1007, "executable not allowed or not executable")                                 \
+    XX(EBUSY, -16, "a restart is already in progress")                                             \
     XX(ETLS, -1008, "TLS configuration error (certificate or key)")
 
 typedef enum {
@@ -119,14 +119,14 @@ typedef void (*grace_middleware_cb)(grace_request_t *req, grace_response_t *res,
 /* Limits and timeouts of a server. Zero in any field means the default given
  * beside it (gf's defaults). Pass to grace_server_set_options(). */
 typedef struct {
-    size_t max_header_bytes;      /* request line + headers: 10240 bytes */
-    size_t max_headers;           /* header count: 100 */
-    size_t client_max_body_size;  /* request body: 8 MiB (8388608) */
-    int64_t read_timeout_ms;      /* whole request, first byte to last: 60000 */
-    int64_t idle_timeout_ms;      /* keep-alive wait for the next request: 60000 */
-    int64_t write_timeout_ms;     /* a stalled response write: 60000 */
-    int access_log;               /* 1: one line per request to stderr; 0 off (default) */
-    const char *server_header;    /* "Server:" value: "grace"; "" sends none */
+    size_t max_header_bytes;     /* request line + headers: 10240 bytes */
+    size_t max_headers;          /* header count: 100 */
+    size_t client_max_body_size; /* request body: 8 MiB (8388608) */
+    int64_t read_timeout_ms;     /* whole request, first byte to last: 60000 */
+    int64_t idle_timeout_ms;     /* keep-alive wait for the next request: 60000 */
+    int64_t write_timeout_ms;    /* a stalled response write: 60000 */
+    int access_log;              /* 1: one line per request to stderr; 0 off (default) */
+    const char *server_header;   /* "Server:" value: "grace"; "" sends none */
 } grace_server_options_t;
 
 /* The server named name, created on first use: a process-wide singleton, so
@@ -205,8 +205,8 @@ GRACE_API bool grace_server_is_running(const grace_server_t *s);
 // an exact segment beats a parameter, which beats a wildcard. A path that no
 // route matches gets 404; a path that matches only with other methods gets 405
 // with an Allow header.
-GRACE_API int grace_server_bind_handler(grace_server_t *s, const char *pattern,
-                                        grace_handler_cb fn, void *user);
+GRACE_API int grace_server_bind_handler(grace_server_t *s, const char *pattern, grace_handler_cb fn,
+                                        void *user);
 
 /* Add middleware for requests to this server whose path starts with prefix
  * (NULL or "/" for all; "/debug/admin" covers "/debug/admin" and
@@ -269,21 +269,17 @@ GRACE_API int grace_response_set_status(grace_response_t *res, int status);
 GRACE_API int grace_response_status(const grace_response_t *res);
 /* Set a header, replacing any earlier one of the same name (case-insensitive).
  * grace copies name and value; CR, LF and NUL are refused (GRACE_EINVAL). */
-GRACE_API int grace_response_set_header(grace_response_t *res, const char *name,
-                                        const char *value);
+GRACE_API int grace_response_set_header(grace_response_t *res, const char *name, const char *value);
 /* Add a header, keeping earlier ones of the same name (Set-Cookie). */
-GRACE_API int grace_response_add_header(grace_response_t *res, const char *name,
-                                        const char *value);
+GRACE_API int grace_response_add_header(grace_response_t *res, const char *name, const char *value);
 GRACE_API int grace_response_write(grace_response_t *res, const void *data, size_t len);
 /* Write s and "\n" (gf's Writeln). */
 GRACE_API int grace_response_writeln(grace_response_t *res, const char *s);
-GRACE_API int grace_response_writef(grace_response_t *res, const char *fmt, ...)
-    GRACE_PRINTF(2, 3);
+GRACE_API int grace_response_writef(grace_response_t *res, const char *fmt, ...) GRACE_PRINTF(2, 3);
 GRACE_API int grace_response_vwritef(grace_response_t *res, const char *fmt, va_list ap);
 /* Write data as a JSON string literal: quotes added, '"', '\\' and control
  * characters escaped, invalid UTF-8 replaced by U+FFFD. */
-GRACE_API int grace_response_write_json_string(grace_response_t *res, const char *data,
-                                               size_t len);
+GRACE_API int grace_response_write_json_string(grace_response_t *res, const char *data, size_t len);
 /* Set status, "Content-Type: application/json" and write json (a complete
  * JSON text the caller built). */
 GRACE_API int grace_response_json(grace_response_t *res, int status, const char *json);
@@ -320,10 +316,10 @@ GRACE_API void grace_shutdown_all(void);
  * its ports again. Requests cannot pass over; this is what a restart does
  * when graceful mode is off. */
 typedef struct {
-    int graceful;                        /* 1: restarts are graceful; 0 (default): full */
-    int64_t graceful_timeout_ms;         /* new process must be ready within: 30000 */
+    int graceful;                         /* 1: restarts are graceful; 0 (default): full */
+    int64_t graceful_timeout_ms;          /* new process must be ready within: 30000 */
     int64_t graceful_shutdown_timeout_ms; /* drain limit of an old process: 5000 */
-    int max_draining;                    /* old processes draining at once: 2 */
+    int max_draining;                     /* old processes draining at once: 2 */
 } grace_restart_options_t;
 
 /* Set the process's restart options (zero fields keep defaults). Call before
@@ -388,12 +384,12 @@ GRACE_API void grace_servers_foreach(void (*fn)(grace_server_t *s, void *user), 
 typedef bool (*grace_admin_auth_cb)(grace_request_t *req, void *user);
 
 typedef struct {
-    const char *pattern;                  /* NULL: "/debug/admin" */
-    const char *token;                    /* if set: "Authorization: Bearer T" or ?token=T required */
-    grace_admin_auth_cb auth;             /* if set: decides instead of the network check */
+    const char *pattern;      /* NULL: "/debug/admin" */
+    const char *token;        /* if set: "Authorization: Bearer T" or ?token=T required */
+    grace_admin_auth_cb auth; /* if set: decides instead of the network check */
     void *auth_user;
-    const char *const *trusted_networks;  /* NULL-terminated CIDRs; NULL: 127.0.0.0/8, ::1/128 */
-    const char *const *allowed_exe_dirs;  /* NULL-terminated extra directories for newExeFilePath */
+    const char *const *trusted_networks; /* NULL-terminated CIDRs; NULL: 127.0.0.0/8, ::1/128 */
+    const char *const *allowed_exe_dirs; /* NULL-terminated extra directories for newExeFilePath */
 } grace_admin_options_t;
 
 /* gf's EnableAdmin: pattern NULL or "" for "/debug/admin". */

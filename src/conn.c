@@ -214,7 +214,6 @@ static void bad_input(grace__conn_t *c, int status)
     queue_error(c, status);
 }
 
-
 /* Run one complete request (head parsed, body in place) and queue its
  * answer. */
 static void run_request(grace__conn_t *c, size_t consumed)
@@ -227,8 +226,7 @@ static void run_request(grace__conn_t *c, size_t consumed)
          * safer than rebasing every pointer. */
         req->h.headers = c->headers;
         req->h.n_headers = c->server->opt.max_headers;
-        grace__http_parse_request(c->in.ptr, c->head_len, c->server->opt.max_header_bytes,
-                                  &req->h);
+        grace__http_parse_request(c->in.ptr, c->head_len, c->server->opt.max_header_bytes, &req->h);
     }
     grace__http_request_t h = req->h;
     memset(req, 0, sizeof *req);
@@ -288,9 +286,8 @@ static void run_request(grace__conn_t *c, size_t consumed)
     if (c->server->opt.access_log) {
         grace_str_t ua = grace_request_header(req, "User-Agent");
         grace_str_t ref = grace_request_header(req, "Referer");
-        grace_log("%d \"%.*s http %.*s %.*s HTTP/1.%d\" %.3f, %s, \"%.*s\", \"%.*s\"",
-                  res->status, (int)h.method.len, h.method.ptr,
-                  (int)grace_request_header(req, "Host").len,
+        grace_log("%d \"%.*s http %.*s %.*s HTTP/1.%d\" %.3f, %s, \"%.*s\", \"%.*s\"", res->status,
+                  (int)h.method.len, h.method.ptr, (int)grace_request_header(req, "Host").len,
                   grace_request_header(req, "Host").ptr, (int)h.target.len, h.target.ptr,
                   h.minor_version, (double)(grace__now_ms() - t0) / 1000.0, c->client_ip,
                   (int)ref.len, ref.ptr ? ref.ptr : "", (int)ua.len, ua.ptr ? ua.ptr : "");

@@ -24,7 +24,7 @@ enum {
     MAX_REQUESTS_PER_WAKE = 32,
     ACCEPTS_PER_WAKE = 64,
     READ_CHUNK = 4096,
-    BUF_KEEP = 65536, /* per-connection buffers above this are freed after use */
+    BUF_KEEP = 65536,              /* per-connection buffers above this are freed after use */
     FIRST_REQUEST_GRACE_MS = 1000, /* draining: a new connection's time to send a request */
     CONN_POOL = 256,               /* closed connections a loop keeps for reuse */
 };
@@ -44,7 +44,7 @@ struct grace__conn {
     bool close_after_write;
     bool lingering; /* write side shut, discarding input until EOF */
     bool req_started;
-    bool served; /* answered a request: may be closed when idle during a drain */
+    bool served;        /* answered a request: may be closed when idle during a drain */
     bool client_closes; /* the client asked to close and sent nothing after */
     int state;
     grace__buf_t in, out;

@@ -51,10 +51,10 @@ void grace__arena_free(grace__arena_t *a);
  * and fills views into the caller's buffer; it allocates nothing. */
 typedef struct {
     grace_str_t method;
-    grace_str_t target; /* as received */
-    grace_str_t path;   /* target up to '?' (raw, not decoded) */
-    grace_str_t query;  /* after '?', {NULL,0} if no '?' */
-    int minor_version;  /* 0 or 1 */
+    grace_str_t target;      /* as received */
+    grace_str_t path;        /* target up to '?' (raw, not decoded) */
+    grace_str_t query;       /* after '?', {NULL,0} if no '?' */
+    int minor_version;       /* 0 or 1 */
     grace_header_t *headers; /* caller's array */
     size_t n_headers;
     /* Derived from the headers by the parser: */
@@ -152,7 +152,6 @@ int64_t grace__now_ms(void); /* CLOCK_MONOTONIC milliseconds */
  * second. Thread-safe. */
 void grace__http_date(char out[32]);
 
-
 /* ==== Engine (server.c, workers.c, request.c, response.c) ================
  * Threads: a fixed set of event loops (one per core), each an epoll set with
  * edge-triggered connections. A loop is run by exactly one thread at a time;
@@ -208,13 +207,13 @@ struct grace_server {
     grace__listener_t listeners[GRACE__MAX_LISTENERS];
     size_t n_listeners;
     _Atomic int state;
-    atomic_long n_conns;       /* open connections */
-    atomic_long n_inflight;    /* requests inside the handler chain */
+    atomic_long n_conns;                /* open connections */
+    atomic_long n_inflight;             /* requests inside the handler chain */
     atomic_uint_fast64_t released_mask; /* loops that dropped the listeners (drain) */
-    atomic_bool listeners_closed;        /* every loop dropped them; fds closed */
-    char *cert_path, *key_path;          /* HTTPS, set by enable_https */
-    SSL_CTX *tls_ctx;                    /* built at start */
-    struct grace_server *next; /* process list */
+    atomic_bool listeners_closed;       /* every loop dropped them; fds closed */
+    char *cert_path, *key_path;         /* HTTPS, set by enable_https */
+    SSL_CTX *tls_ctx;                   /* built at start */
+    struct grace_server *next;          /* process list */
 };
 
 /* Process-wide singleton state (server.c). */
@@ -250,16 +249,16 @@ struct grace_response {
     grace__buf_t body;
     bool has_content_type;
     bool has_content_length;
-    bool conn_close; /* handler asked for Connection: close */
-    bool streaming;  /* head sent by grace_response_flush */
-    bool chunked;    /* streaming with chunked encoding */
-    bool failed;     /* a streaming write failed: drop the connection */
+    bool conn_close;      /* handler asked for Connection: close */
+    bool streaming;       /* head sent by grace_response_flush */
+    bool chunked;         /* streaming with chunked encoding */
+    bool failed;          /* a streaming write failed: drop the connection */
     int64_t fixed_length; /* Content-Length set by the handler, -1 if none */
     uint64_t sent_body;   /* body bytes sent while streaming */
 };
 
 /* workers.c */
-int grace__engine_start(void);                /* once; loops + monitor */
+int grace__engine_start(void); /* once; loops + monitor */
 int grace__engine_add_listener(grace__listener_t *l);
 void grace__engine_drain_server(grace_server_t *s); /* wake loops to drain s */
 /* Write all of data to the connection from a handler thread (streaming),
@@ -285,7 +284,7 @@ void grace__wait_stopped(void);
 
 /* restart.c */
 int grace__inherit_take(const char *server, const char *spec); /* fd or -1 */
-void grace__drain_begin(void);      /* start the graceful_shutdown_timeout clock */
+void grace__drain_begin(void); /* start the graceful_shutdown_timeout clock */
 bool grace__is_draining(void);
 void grace__drain_tick(int64_t now); /* monitor thread, every tick */
 bool grace__full_restart_pending(void);
@@ -293,8 +292,7 @@ void grace__on_restart_signal(int sig); /* SIGUSR1 / SIGUSR2 */
 
 /* tls.c: context (error text in why), connections, non-blocking I/O that
  * returns bytes, 0 at a clean end, -EAGAIN, or another -errno. */
-int grace__tls_ctx_new(const char *cert, const char *key, SSL_CTX **out, char *why,
-                       size_t why_len);
+int grace__tls_ctx_new(const char *cert, const char *key, SSL_CTX **out, char *why, size_t why_len);
 void grace__tls_ctx_free(SSL_CTX *ctx);
 SSL *grace__tls_new(SSL_CTX *ctx, int fd);
 void grace__tls_free(SSL *ssl);

@@ -146,8 +146,7 @@ static void final_step(grace_request_t *req, grace_response_t *res)
 {
     switch (req->route_status) {
     case 200:
-        if (req->match.fn(req, res, req->match.user) < 0 && res->body.len == 0 &&
-            !res->streaming) {
+        if (req->match.fn(req, res, req->match.user) < 0 && res->body.len == 0 && !res->streaming) {
             grace_response_set_status(res, 500);
             grace_response_writeln(res, "Internal Server Error");
         }

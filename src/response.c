@@ -206,11 +206,21 @@ int grace_response_write_json_string(grace_response_t *res, const char *data, si
         int r = 0;
         char esc[8];
         switch (*p) {
-        case '"': r = grace__buf_append(b, "\\\"", 2); break;
-        case '\\': r = grace__buf_append(b, "\\\\", 2); break;
-        case '\n': r = grace__buf_append(b, "\\n", 2); break;
-        case '\r': r = grace__buf_append(b, "\\r", 2); break;
-        case '\t': r = grace__buf_append(b, "\\t", 2); break;
+        case '"':
+            r = grace__buf_append(b, "\\\"", 2);
+            break;
+        case '\\':
+            r = grace__buf_append(b, "\\\\", 2);
+            break;
+        case '\n':
+            r = grace__buf_append(b, "\\n", 2);
+            break;
+        case '\r':
+            r = grace__buf_append(b, "\\r", 2);
+            break;
+        case '\t':
+            r = grace__buf_append(b, "\\t", 2);
+            break;
         default:
             if (*p < 0x20) {
                 memcpy(esc, "\\u00", 4);

@@ -62,7 +62,7 @@ static struct {
     int n_inh;
     int ready_fd;
     bool ready_sent;
-    char draining_list[512]; /* "pid:starttime,..." of older draining processes */
+    char draining_list[512];               /* "pid:starttime,..." of older draining processes */
     atomic_int_fast64_t drain_deadline_ms; /* 0: not draining */
     atomic_bool handed_over;               /* a new process serves: we only drain */
     atomic_bool full_pending;              /* a full restart waits for the drain */
@@ -316,8 +316,7 @@ static void build_draining_list(char *out, size_t cap)
     char list[512];
     snprintf(list, sizeof list, "%s", rs.draining_list);
     char *save;
-    for (char *tok = strtok_r(list, ",", &save); tok && n < 63;
-         tok = strtok_r(NULL, ",", &save)) {
+    for (char *tok = strtok_r(list, ",", &save); tok && n < 63; tok = strtok_r(NULL, ",", &save)) {
         long pid = strtol(tok, NULL, 10);
         const char *colon = strchr(tok, ':');
         unsigned long long st = colon ? strtoull(colon + 1, NULL, 10) : 0;
@@ -356,8 +355,7 @@ static void add_listener_fd(grace_server_t *s, void *user)
         return;
     for (size_t i = 0; i < s->n_listeners; i++)
         if (s->listeners[i].fd >= 0)
-            grace__buf_appendf(b, "%d|%s|%s\n", s->listeners[i].fd, s->listeners[i].spec,
-                               s->name);
+            grace__buf_appendf(b, "%d|%s|%s\n", s->listeners[i].fd, s->listeners[i].spec, s->name);
 }
 
 /* Build the child's environment: ours without grace's variables, plus extra.

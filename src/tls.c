@@ -61,8 +61,7 @@ static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *out_l
     return SSL_TLSEXT_ERR_NOACK;
 }
 
-int grace__tls_ctx_new(const char *cert, const char *key, SSL_CTX **out, char *why,
-                       size_t why_len)
+int grace__tls_ctx_new(const char *cert, const char *key, SSL_CTX **out, char *why, size_t why_len)
 {
     char reason[256];
     bool encrypted = false;

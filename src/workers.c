@@ -92,7 +92,6 @@ void grace__handler_leave(void)
         w->lost = true; /* the monitor gave our loop to another thread */
 }
 
-
 static void do_accept(grace__loop_t *L, grace__listener_t *l)
 {
     grace_server_t *s = l->server;
@@ -169,8 +168,8 @@ static void do_accept(grace__loop_t *L, grace__listener_t *l)
 static void release_listeners(grace__loop_t *L)
 {
     uint_fast64_t bit = (uint_fast64_t)1 << L->id;
-    uint_fast64_t all = eng.n_loops == 64 ? ~(uint_fast64_t)0
-                                          : (((uint_fast64_t)1 << eng.n_loops) - 1);
+    uint_fast64_t all =
+        eng.n_loops == 64 ? ~(uint_fast64_t)0 : (((uint_fast64_t)1 << eng.n_loops) - 1);
     pthread_mutex_lock(&grace__proc.mu);
     grace_server_t *head = grace__proc.servers;
     pthread_mutex_unlock(&grace__proc.mu);
@@ -476,4 +475,3 @@ void grace__engine_drain_server(grace_server_t *s)
         (void)r;
     }
 }
-

@@ -72,7 +72,7 @@ static void test_arena(void)
     }
     for (int i = 0; i < 100; i++)
         EXPECT_TRUE(p[i][0] == (char)i && p[i][99] == (char)i); /* no overlap */
-    char *big = grace__arena_alloc(&a, 1 << 20); /* larger than a block */
+    char *big = grace__arena_alloc(&a, 1 << 20);                /* larger than a block */
     EXPECT_TRUE(big != NULL);
     memset(big, 1, 1 << 20);
     char *s = grace__arena_strndup(&a, "abcdef", 3);
