@@ -829,15 +829,16 @@ def setup_tls(ctx):
         f.write(CLIENT_OPENSSL_CONF)
 
 
-def s_client(ctx, port, env=None, extra=()):
-    """`openssl s_client` against 127.0.0.1:port: {protocol, suite, group, reused}."""
+def s_client(ctx, port, env=None, extra=(), send=b""):
+    """`openssl s_client` against 127.0.0.1:port, sending `send`:
+    {protocol, suite, group, handshakes: ["New"|"Reused"]}."""
     openssl = which("openssl")
     if openssl is None:
         return {"error": "openssl command not found"}
     cmd = [openssl, "s_client", "-connect", "127.0.0.1:%d" % port, "-servername", "localhost",
            "-CAfile", ctx.ca] + list(extra)
     try:
-        p = subprocess.run(cmd, input=b"", capture_output=True, timeout=15, env=env)
+        p = subprocess.run(cmd, input=send, capture_output=True, timeout=15, env=env)
     except (OSError, subprocess.TimeoutExpired) as e:
         return {"error": str(e)}
     out = p.stdout.decode("utf-8", "replace")
@@ -857,6 +858,19 @@ def s_client(ctx, port, env=None, extra=()):
     return r
 
 
+def tls_resumption(ctx, port):
+    """Does the server resume a TLS 1.3 session (wrk's offer) on a new
+    connection?  One GET with -sess_out (reading the answer, so the session
+    ticket arrives), then one with -sess_in: "Reused" or "New"."""
+    sess = os.path.join(ctx.tmpdir, "tls-session-%d.pem" % port)
+    req = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    env = wrk_env(ctx, "https")
+    first = s_client(ctx, port, env, ["-ign_eof", "-sess_out", sess], req)
+    if "error" in first or not os.path.exists(sess):
+        return {"error": first.get("error", "no session saved")}
+    return s_client(ctx, port, env, ["-ign_eof", "-sess_in", sess], req)
+
+
 def tls_check(ctx, pair):
     """Which TLS version and suite each server negotiates, with a default
     OpenSSL client and with wrk's configuration; whether sessions resume."""
@@ -866,14 +880,15 @@ def tls_check(ctx, pair):
         out["servers"][srv.name] = {
             "default_client": s_client(ctx, srv.port),
             "wrk_config": s_client(ctx, srv.port, wrk_env(ctx, "https")),
-            "reconnect": s_client(ctx, srv.port, wrk_env(ctx, "https"), ["-reconnect"]),
+            "resumption": tls_resumption(ctx, srv.port),
         }
     for name, r in out["servers"].items():
-        d, w, rc = r["default_client"], r["wrk_config"], r["reconnect"]
-        log("TLS %s: default client -> %s %s %s; wrk's offer -> %s %s %s; -reconnect: %s"
+        d, w, rs = r["default_client"], r["wrk_config"], r["resumption"]
+        log("TLS %s: default client -> %s %s %s; wrk's offer -> %s %s %s; session resumed "
+            "on a new connection: %s"
             % (name, d.get("protocol"), d.get("suite"), d.get("group"), w.get("protocol"),
-               w.get("suite"), w.get("group"), ",".join(rc.get("handshakes", [])) or
-               rc.get("error", "?")))
+               w.get("suite"), w.get("group"),
+               ",".join(rs.get("handshakes", [])) or rs.get("error", "?")))
         if w.get("suite") != TLS13_SUITE:
             log("WARNING: %s did not negotiate %s with wrk's configuration" % (name, TLS13_SUITE))
     return out
@@ -1300,6 +1315,19 @@ def versions(tools, grace_servers):
     return v
 
 
+METRICS = [  # key, label, format, note on the ratio
+    ("rps", "requests/s", "%.0f", "higher is better"),
+    ("p99_ms", "p99 latency (ms)", "%.3f", "lower is better"),
+    ("rss_mib", "RSS (MiB)", "%.1f", "lower is better"),
+    ("pss_mib", "PSS (MiB)", "%.1f", "lower is better"),
+    ("cpu_s", "server CPU-seconds", "%.2f", ""),
+    ("req_per_cpu_s", "requests/CPU-second", "%.0f", "higher is better"),
+    ("ctxsw_per_req", "context switches/req", "%.3f", ""),
+    ("other_cpu_s", "other programs CPU-s", "%.2f", ""),
+]
+RATIO_KEYS = ("rps", "req_per_cpu_s", "p99_ms", "rss_mib", "pss_mib")
+
+
 def median(values):
     vals = [v for v in values if v is not None]
     return statistics.median(vals) if vals else None
@@ -1359,9 +1387,10 @@ def print_report(report, out=sys.stdout):
         for name, r in tls["servers"].items():
             d, wc = r["default_client"], r["wrk_config"]
             w("TLS:      %-6s default client -> %s %s; wrk's offer -> %s %s (%s); "
-              "s_client -reconnect: %s\n"
+              "TLS 1.3 session resumed on a new connection: %s\n"
               % (name, d.get("protocol"), d.get("suite"), wc.get("protocol"), wc.get("suite"),
-                 wc.get("group"), ",".join(r["reconnect"].get("handshakes", [])) or "?"))
+                 wc.get("group"), "yes" if r["resumption"].get("handshakes") == ["Reused"]
+                 else "no"))
     for sc in report["scenarios"]:
         g, n, r = sc["median"]["grace"], sc["median"]["nginx"], sc["ratio"]
         w("\n%s: %s\n" % (sc["name"], sc["description"]))
@@ -1422,15 +1451,16 @@ def markdown_tables(report):
     if tls:
         out += ["TLS negotiated (`openssl s_client`): with a default OpenSSL client, and "
                 "with wrk's configuration (%s):" % tls["wrk_offer"], "",
-                "| server | default client | wrk's offer | `-reconnect` (6 connections) |",
+                "| server | default client | wrk's offer | TLS 1.3 session resumed on a new "
+                "connection (`-sess_out`, `-sess_in`) |",
                 "|---|---|---|---|"]
         for name, r in tls["servers"].items():
-            d, wc, rc = r["default_client"], r["wrk_config"], r["reconnect"]
-            hs = rc.get("handshakes", [])
-            out.append("| %s | %s %s, %s | %s %s, %s | %d new, %d reused |"
+            d, wc, rs = r["default_client"], r["wrk_config"], r["resumption"]
+            out.append("| %s | %s %s, %s | %s %s, %s | %s |"
                        % (name, d.get("protocol"), d.get("suite"), d.get("group"),
                           wc.get("protocol"), wc.get("suite"), wc.get("group"),
-                          hs.count("New"), hs.count("Reused")))
+                          "yes" if rs.get("handshakes") == ["Reused"] else
+                          ("no" if rs.get("handshakes") else rs.get("error", "?"))))
         out.append("")
     for sc in report["scenarios"]:
         g, n, r = sc["median"]["grace"], sc["median"]["nginx"], sc["ratio"]

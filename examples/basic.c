@@ -28,6 +28,7 @@
 
 #include "grace.h"
 #include "flags.h"
+#include "seed.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -38,44 +39,11 @@
  * compiler's source character set. */
 static const char hello_utf8[] = "\xe5\x93\x88\xe5\x96\xbd\xef\xbc\x81";
 
-static int64_t sleep_ms = 10000;
-
-/* Write this process's PID and a newline (gf's Writeln(gproc.Pid())). */
-static int write_pid(grace_response_t *res)
-{
-    char pid[24];
-    snprintf(pid, sizeof(pid), "%ld", (long)getpid());
-    return grace_response_writeln(res, pid);
-}
-
 static int handle_root(grace_request_t *req, grace_response_t *res, void *user)
 {
     (void)req;
     (void)user;
     return grace_response_writeln(res, hello_utf8);
-}
-
-static int handle_pid(grace_request_t *req, grace_response_t *res, void *user)
-{
-    (void)req;
-    (void)user;
-    return write_pid(res);
-}
-
-/* Blocks its worker thread on purpose: grace keeps serving other requests. */
-static int handle_sleep(grace_request_t *req, grace_response_t *res, void *user)
-{
-    (void)req;
-    (void)user;
-    int rc = write_pid(res);
-    if (rc < 0)
-        return rc;
-    struct timespec left = {.tv_sec = sleep_ms / 1000, .tv_nsec = (sleep_ms % 1000) * 1000000};
-    /* A signal (the one asking for shutdown, say) may cut the sleep short;
-     * sleep the rest so the answer is the same either way. */
-    while (nanosleep(&left, &left) != 0 && errno == EINTR)
-        ;
-    return write_pid(res);
 }
 
 int main(int argc, char **argv)

@@ -37,6 +37,7 @@
 
 #include "grace.h"
 #include "flags.h"
+#include "seed.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -49,42 +50,11 @@
  * compiler's source character set. */
 static const char hello_utf8[] = "\xe5\x93\x88\xe7\xbd\x97\xef\xbc\x81";
 
-static int64_t sleep_ms = 10000;
-
-/* Write this process's PID and a newline (gf's Writeln(gproc.Pid())). */
-static int write_pid(grace_response_t *res)
-{
-    char pid[24];
-    snprintf(pid, sizeof(pid), "%ld", (long)getpid());
-    return grace_response_writeln(res, pid);
-}
-
 static int handle_root(grace_request_t *req, grace_response_t *res, void *user)
 {
     (void)req;
     (void)user;
     return grace_response_writeln(res, hello_utf8);
-}
-
-static int handle_pid(grace_request_t *req, grace_response_t *res, void *user)
-{
-    (void)req;
-    (void)user;
-    return write_pid(res);
-}
-
-/* Blocks its worker thread on purpose: grace keeps serving other requests. */
-static int handle_sleep(grace_request_t *req, grace_response_t *res, void *user)
-{
-    (void)req;
-    (void)user;
-    int rc = write_pid(res);
-    if (rc < 0)
-        return rc;
-    struct timespec left = {.tv_sec = sleep_ms / 1000, .tv_nsec = (sleep_ms % 1000) * 1000000};
-    while (nanosleep(&left, &left) != 0 && errno == EINTR)
-        ;
-    return write_pid(res);
 }
 
 /* ---- This example's own flags: --cert, --key, --http-port ------------------

@@ -105,6 +105,17 @@ void grace__conn_close(grace__conn_t *c)
         grace__server_conn_closed(s);
 }
 
+static void release_memory(grace__conn_t *c)
+{
+    grace__buf_free(&c->in);
+    grace__buf_free(&c->out);
+    grace__buf_free(&c->res.headers);
+    grace__buf_free(&c->res.body);
+    grace__arena_free(&c->arena);
+    free(c->headers);
+    free(c);
+}
+
 /* A connection for server s on loop L, from the loop's pool when it can be:
  * a reused one keeps its buffers, so a new connection allocates nothing. */
 grace__conn_t *grace__conn_new(grace__loop_t *L, grace_server_t *s)
@@ -119,13 +130,7 @@ grace__conn_t *grace__conn_new(grace__loop_t *L, grace_server_t *s)
     if (c->headers_cap < s->opt.max_headers) {
         grace_header_t *h = realloc(c->headers, s->opt.max_headers * sizeof *h);
         if (h == NULL) {
-            grace__buf_free(&c->in);
-            grace__buf_free(&c->out);
-            grace__buf_free(&c->res.headers);
-            grace__buf_free(&c->res.body);
-            grace__arena_free(&c->arena);
-            free(c->headers);
-            free(c);
+            release_memory(c);
             return NULL;
         }
         c->headers = h;
@@ -161,13 +166,7 @@ void grace__conn_free(grace__conn_t *c)
         L->n_free++;
         return;
     }
-    grace__buf_free(&c->in);
-    grace__buf_free(&c->out);
-    grace__buf_free(&c->res.headers);
-    grace__buf_free(&c->res.body);
-    grace__arena_free(&c->arena);
-    free(c->headers);
-    free(c);
+    release_memory(c);
 }
 
 /* Write c->out without blocking. Returns 1 when all is written, 0 on EAGAIN,
