@@ -1360,6 +1360,9 @@ RESTART_ROWS = [  # key, label, format; (key, sub) for latency stats
     (("log_ms", "median"), "trigger -> log \"new process N is serving\", median ms", "%.1f"),
     (("log_ms", "p95"), "... p95 ms", "%.1f"),
     (("log_ms", "max"), "... max ms", "%.1f"),
+    (("admin_ms", "median"), "trigger -> admin page answers \"restarted: new pid N\", "
+     "median ms", "%.1f"),
+    (("admin_ms", "max"), "... max ms", "%.1f"),
     ("old_processes_after", "old processes still running 0.5 s after the load", "%d"),
 ]
 
@@ -1414,6 +1417,8 @@ def print_report(report, out=sys.stdout):
                     for n in ("grace", "nginx")]
             if key == "trigger":
                 w("  trigger: grace = %s; nginx = %s\n" % tuple(vals))
+                continue
+            if vals == ["-", "-"]:
                 continue
             w("  %-62s %14s %14s\n" % (label.replace("**", ""), vals[0], vals[1]))
         for n in ("grace", "nginx"):
@@ -1489,8 +1494,18 @@ def markdown_tables(report):
                 label = "restarts after which a new process answered"
             if key == "trigger":
                 vals = [x.replace(" (nginx -s reload)", "") for x in vals]
+            if vals == ["-", "-"]:
+                continue
             out.append("| %s | %s | %s |" % (label, vals[0], vals[1]))
         out.append("")
+        for n in ("grace", "nginx"):
+            if n in res and res[n]["failures"]:
+                out += ["%s, first failures: %s" % (n, "; ".join(
+                    "%.2f s %s: %s" % (f["t"], f["kind"], f["error"])
+                    for f in res[n]["failures"][:5])), ""]
+            if n in res and res[n]["restart_errors"]:
+                out += ["%s, restart errors: %s" % (n, "; ".join(res[n]["restart_errors"][:5])),
+                        ""]
         if rr.get("plot"):
             out += ["![restart under load](%s)" % os.path.basename(rr["plot"]), ""]
     return "\n".join(out)
