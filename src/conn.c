@@ -200,6 +200,19 @@ void grace__conn_linger(grace__conn_t *c, int64_t now)
     c->deadline_ms = now + LINGER_MS;
 }
 
+/* True if the client sent bytes we have not read. Closing a socket with
+ * unread input makes the kernel answer with a reset, which can destroy the
+ * response before the client reads it, so such a connection must linger. */
+static bool has_unread_input(const grace__conn_t *c)
+{
+    char b;
+    ssize_t n;
+    do
+        n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    return n > 0;
+}
+
 /* Queue an error answer and mark the connection to close after it. */
 static void queue_error(grace__conn_t *c, int status)
 {
@@ -454,10 +467,12 @@ static bool conn_process(grace__conn_t *c)
             }
         }
         if (c->close_after_write && !c->lingering) {
-            if (c->client_closes) {
+            if (c->client_closes && !has_unread_input(c)) {
                 /* The client asked to close and sent nothing after its
                  * request; it may not send more (RFC 9112 9.6), so close at
-                 * once, as nginx does, with no lingering. */
+                 * once, as nginx does, with no lingering. Bytes that came
+                 * while the handler ran (c->in did not see them) would turn
+                 * the close into a reset: then linger, as for errors. */
                 if (c->ssl)
                     grace__tls_close_notify(c->ssl);
                 grace__conn_close(c);

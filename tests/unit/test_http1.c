@@ -375,6 +375,29 @@ static const valid_case_t valid_cases[] = {
      .keep_alive = true,
      .has_host = true,
      .headers = "Host|xn--bcher-kva.example%2D.com"},
+    /* OWS around a value is not part of it: these frame like plain ones
+     * (tests/integration/test_smuggling.py sends the same). */
+    {.head = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5 \r\n\r\n",
+     .body = "hello",
+     .method = "POST",
+     .target = "/",
+     .path = "/",
+     .minor = 1,
+     .content_length = 5,
+     .keep_alive = true,
+     .has_host = true,
+     .headers = "Host|a\nContent-Length|5"},
+    {.head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\tchunked \r\n\r\n",
+     .body = "0\r\n\r\n",
+     .method = "POST",
+     .target = "/",
+     .path = "/",
+     .minor = 1,
+     .content_length = -1,
+     .chunked = true,
+     .keep_alive = true,
+     .has_host = true,
+     .headers = "Host|a\nTransfer-Encoding|chunked"},
 };
 
 /* Compare req's headers with "name|value\n..." */
@@ -530,6 +553,18 @@ static const bad_case_t bad_cases[] = {
     BAD(POST11 "Transfer-Encoding: chunked x\r\n\r\n", -400),
     BAD(POST11 "Transfer-Encoding: \"chunked\"\r\n\r\n", -400),
     BAD(POST11 "Transfer-Encoding : chunked\r\n\r\n", -400),
+    /* Smuggling shapes (the same as tests/integration/test_smuggling.py). */
+    BAD(POST11 "Transfer\0-Encoding: chunked\r\n\r\n", -400),
+    BAD(POST11 "Transfer-Encoding:\vchunked\r\n\r\n", -400),
+    BAD(POST11 "Transfer-Encoding:\r\n chunked\r\n\r\n", -400),
+    BAD(POST11 "Transfer-Encoding: chunked\r\n , identity\r\n\r\n", -400),
+    BAD(POST11 "Transfer-Encoding: chunked\r\r\n\r\n", -400),
+    BAD(POST11 "Transfer-Encoding: chunked, identity\r\n\r\n", -501),
+    BAD(POST11 "Transfer-Encoding: identity\r\nContent-Length: 5\r\n\r\n", -400),
+    BAD(POST11 "Transfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n", -400),
+    BAD(POST11 "Content-Length: 5.0\r\n\r\n", -400),
+    BAD(POST11 "Content-Length: 1,1\r\n\r\n", -400),
+    BAD(POST11 "Content-Length:\r\n 5\r\n\r\n", -400),
     BAD("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", -400),
     /* Header field syntax. */
     BAD(RL11 "Host: a\r\nX: a\r\n b\r\n\r\n", -400),
@@ -908,6 +943,10 @@ static const chunk_case_t chunk_cases[] = {
     CH("6\r\nhello!", 5, -3, "", NULL), /* refused at the size, before any data */
     CH("ffffffffffffffff\r\n", 0, -3, "", NULL),
     CH("1000000000", 0, -3, "", NULL),
+    /* Found by tests/fuzz/fuzz_chunked: even with no limit (UINT64_MAX),
+     * sizes that add up past 2^64 - 1 are "too large", never a wrap. */
+    CH("5\r\nhello\r\nffffffffffffffff\r\n", UINT64_MAX, -3, "", NULL),
+    CH("5\r\nhello\r\nfffffffffffffffa\r\n", UINT64_MAX, -2, "hello", NULL),
     /* Malformed. */
     CH("00000000000000001\r\nx\r\n0\r\n\r\n", UINT64_MAX, -1, "", NULL),
     CH("x\r\n", 0, -1, "", NULL),
