@@ -340,6 +340,50 @@ static int on_content_length(grace__http_request_t *req, const char *v, size_t n
     return 1;
 }
 
+/* Skip *( OWS ";" OWS transfer-parameter ) after a coding, where
+ * transfer-parameter = token BWS "=" BWS ( token / quoted-string ) (RFC 9112
+ * 7, RFC 9110 5.6.6). Returns where they end, or NULL if one is malformed.
+ * The bytes are already known to be field-value bytes (no CTL but HTAB). */
+static const char *skip_params(const char *p, const char *e)
+{
+    for (;;) {
+        const char *q = p;
+        while (q < e && is_ows(*q))
+            q++;
+        if (q == e || *q != ';')
+            return p;
+        q++;
+        while (q < e && is_ows(*q))
+            q++;
+        const char *t = q;
+        while (q < e && is_class(*q, C_TCHAR))
+            q++;
+        if (q == t)
+            return NULL;
+        while (q < e && is_ows(*q))
+            q++;
+        if (q == e || *q++ != '=')
+            return NULL;
+        while (q < e && is_ows(*q))
+            q++;
+        if (q < e && *q == '"') {
+            for (q++; q < e && *q != '"'; q++)
+                if (*q == '\\' && ++q == e) /* quoted-pair */
+                    return NULL;
+            if (q == e)
+                return NULL;
+            q++;
+        } else {
+            t = q;
+            while (q < e && is_class(*q, C_TCHAR))
+                q++;
+            if (q == t)
+                return NULL;
+        }
+        p = q;
+    }
+}
+
 static int on_transfer_encoding(derived_t *st, const char *p, size_t n)
 {
     const char *const e = p + n;
@@ -360,17 +404,15 @@ static int on_transfer_encoding(derived_t *st, const char *p, size_t n)
             return -400;
         const bool chunked = p - tok == 7 && token_is(tok, "chunked", 7);
         elements++;
+        /* Parameters are parsed only to find where the next coding starts:
+         * whether chunked is last decides between 400 and 501. chunked
+         * takes none. */
+        const char *const after = skip_params(p, e);
+        if (after == NULL || (chunked && after != p))
+            return -400;
+        p = after;
         while (p < e && is_ows(*p))
             p++;
-        if (p < e && *p == ';') {
-            /* chunked takes no parameters; any other coding makes the whole
-             * request -501 anyway, so its parameters need no parsing. */
-            if (chunked)
-                return -400;
-            st->te_other = true;
-            st->te_last_chunked = false;
-            return 1;
-        }
         if (p < e && *p != ',')
             return -400;
         if (chunked) {
@@ -510,7 +552,13 @@ static int finish_head(grace__http_request_t *req, const derived_t *st)
     if (st->te_seen) {
         if (req->content_length >= 0)
             return -400;
-        if (st->te_other || st->te_chunked != 1 || !st->te_last_chunked)
+        /* RFC 9112 6.3: when chunked is not the final coding of a request
+         * the body length cannot be known: MUST be 400. When it is, any
+         * other coding (or chunked twice) is one grace does not implement:
+         * 501 (RFC 9112 6.1). */
+        if (!st->te_last_chunked)
+            return -400;
+        if (st->te_other || st->te_chunked != 1)
             return -501;
         req->chunked = true;
     }

@@ -78,7 +78,9 @@ typedef struct {
  *             Transfer-Encoding, missing Host on HTTP/1.1, duplicate Host;
  *        -414 request line longer than max_head_bytes;
  *        -431 head longer than max_head_bytes or more than max_headers fields;
- *        -501 a Transfer-Encoding other than chunked (or chunked not last);
+ *             a Transfer-Encoding whose last coding is not chunked
+ *             (RFC 9112 6.3);
+ *        -501 codings besides a final chunked (gzip, chunked; chunked twice);
  *             any token is accepted as a method (routing decides);
  *        -505 HTTP version other than 1.0/1.1.
  * Leading empty lines (CRLF) before the request line are skipped (RFC 9112

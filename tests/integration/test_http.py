@@ -309,7 +309,7 @@ MALFORMED = [
     (
         "transfer_encoding_gzip",
         b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
-        501,
+        400,
     ),
     ("http_2_0", b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
 ]

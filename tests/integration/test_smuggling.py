@@ -33,14 +33,11 @@ POST = b"POST /p HTTP/1.1\r\nHost: x\r\n"
 TE = POST + b"Transfer-Encoding: chunked\r\n"
 CLOSE = b"Connection: close\r\n"
 
-# A request whose last transfer coding is not chunked ("xchunked",
-# "identity", "chunked, gzip"): RFC 9112 6.3 says the server MUST answer
-# 400 (the body length cannot be known), while RFC 9112 6.1 suggests 501
-# (SHOULD) for a coding it does not understand. grace documents 501 for
-# both (src/internal.h) and tests/integration/test_http.py asserts it for
-# "gzip"; this file follows that choice here, in one place, so switching to
-# the stricter 400 is a one-line change.
-TE_LAST_NOT_CHUNKED = 501
+# RFC 9112 6.3: when chunked is not the final transfer coding of a request,
+# its length cannot be determined, and the server MUST answer 400 and close.
+# grace does (src/http1.c); codings before a final chunked ("gzip, chunked")
+# are understood framing but an unsupported coding: 501 (RFC 9110 6.1).
+TE_LAST_NOT_CHUNKED = 400
 
 
 @pytest.fixture(scope="module")
