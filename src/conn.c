@@ -275,7 +275,10 @@ static void run_request(grace__conn_t *c, size_t consumed)
         c->out.len = c->out_off = 0;
         goto done;
     }
-    bool keep = h.keep_alive && !res->conn_close && !grace__conn_draining(c);
+    /* grace never opens a CONNECT tunnel: close after answering one, so a
+     * proxy in front that assumed a tunnel cannot pass bytes on as requests. */
+    bool is_connect = h.method.len == 7 && memcmp(h.method.ptr, "CONNECT", 7) == 0;
+    bool keep = h.keep_alive && !res->conn_close && !grace__conn_draining(c) && !is_connect;
     if (c->served && !c->nodelay) {
         /* A second request: now small answers may follow unacknowledged ones
          * (keep-alive, pipelining), which Nagle would hold back. A connection

@@ -497,3 +497,19 @@ def test_close_then_request_while_handler_runs(servers):
     (r,) = parse_responses(data)
     assert r.status == 200 and r.closes(), r
     assert r.body.count(b"\n") == 2, r  # pid before and after the sleep
+
+
+def test_connect_is_answered_then_closed(echo):
+    """grace never tunnels: after answering CONNECT it closes, so bytes that a
+    proxy in front might forward as tunnel data are never read as requests."""
+    with socket.create_connection(("127.0.0.1", echo.port), timeout=10) as s:
+        s.sendall(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n" + SMUG)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    assert data.count(b"HTTP/1.1 ") == 1, data
+    assert b"Connection: close" in data, data
+    assert b"SMUGGLED" not in data, data
