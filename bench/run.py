@@ -311,6 +311,7 @@ class Server:
         self.line_hooks = []        # f(line, wall time, monotonic time) per output line
         self.current_pid = None     # grace after graceful restarts: the serving process
         self.known_pids = set()     # every grace process seen (restarts), to reap
+        self.binary = None          # binary_info() of cmd[0] when started
         self._stopped = False
         self._port_found = threading.Event()
         self._drain = None
@@ -360,6 +361,7 @@ class Server:
         except OSError as e:
             raise BenchError("%s failed to start: %s" % (self.name, e))
         self.known_pids.add(self.proc.pid)
+        self.binary = binary_info(self.cmd[0])  # the file as started (it may be rebuilt later)
         self._drain = threading.Thread(target=self._drain_output, daemon=True)
         self._drain.start()
         deadline = time.monotonic() + timeout
@@ -411,7 +413,8 @@ class Server:
         the child subreaper (old processes of graceful restarts)."""
         for pid in list(self.known_pids):
             if self.proc is not None and pid == self.proc.pid:
-                continue  # subprocess reaps its own child
+                self.proc.poll()  # subprocess reaps its own child
+                continue
             try:
                 if os.waitpid(pid, os.WNOHANG)[0] == pid:
                     self.known_pids.discard(pid)
@@ -969,6 +972,28 @@ def probe_pid(srv):
     return int(body.strip())
 
 
+def tree_total_ticks(roots):
+    """{pid: utime+stime+cutime+cstime} of the processes of the trees under roots
+    (cutime/cstime: children that exited and were reaped, e.g. old nginx workers)."""
+    out = {}
+    for root in roots:
+        for pid in tree(root):
+            try:
+                with open("/proc/%d/stat" % pid, "rb") as f:
+                    data = f.read().decode("ascii", "replace")
+            except OSError:
+                continue
+            fields = data[data.rfind(")") + 2:].split()
+            out[pid] = sum(int(x) for x in fields[11:15])
+    return out
+
+
+def server_roots(srv):
+    if srv.kind == "grace":
+        return [p for p in srv.known_pids | {srv.main_pid} if pid_alive(p)]
+    return [srv.pid]
+
+
 def nginx_workers(master):
     return set(tree(master)) - {master}
 
@@ -1058,6 +1083,8 @@ def restart_run(ctx, srv):
         % (srv.name, dur, trigger_name(ctx, srv), interval,
            " ".join(shlex.quote(c) for c in cmd)))
     busy0, _ = system_ticks()
+    self0, kids0 = _self_cpu()
+    srv0 = tree_total_ticks(server_roots(srv))
     gen = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     restarts = []
     try:
@@ -1085,7 +1112,15 @@ def restart_run(ctx, srv):
             gen.kill()
             gen.wait()
         raise
+    srv.reap()
+    srv1 = tree_total_ticks(server_roots(srv))
     busy1, _ = system_ticks()
+    self1, kids1 = _self_cpu()
+    # CPU time of the server, the load generator (and the old grace processes
+    # this script reaped: both in kids), this script, and everything else
+    server_cpu = sum(t - srv0.get(pid, 0) for pid, t in srv1.items()) / CLK_TCK
+    other_cpu = max(0.0, (busy1 - busy0) / CLK_TCK - server_cpu - (kids1 - kids0)
+                    - (self1 - self0))
     if gen.returncode != 0:
         raise BenchError("load generator exited %d: %s" % (gen.returncode, err.strip()[-2000:]))
     try:
@@ -1102,8 +1137,10 @@ def restart_run(ctx, srv):
     else:  # the master, NGINX_WORKERS current workers, and old ones shutting down
         processes = len(tree(srv.pid))
         leftover = max(0, processes - 1 - NGINX_WORKERS)
-    return summarize_restart(srv, lg, restarts, leftover, processes,
-                             (busy1 - busy0) / CLK_TCK, trigger_name(ctx, srv))
+    r = summarize_restart(srv, lg, restarts, leftover, processes,
+                          (busy1 - busy0) / CLK_TCK, trigger_name(ctx, srv))
+    r["other_cpu_s"] = other_cpu
+    return r
 
 
 def trigger_name(ctx, srv):
@@ -1164,10 +1201,11 @@ def run_restart(ctx, started):
             srv.stop()
         r = results[name]
         log("restart-under-load %-5s %d requests, %d failed, %d retried; median %.0f req/s; "
-            "new process answering after median %s / p95 %s / max %s ms"
+            "new process answering after median %s / p95 %s / max %s ms; other programs "
+            "used %.2f CPU-s"
             % (name, r["requests"], r["failed"], r["retried"], r["rps_median"] or 0,
                fmt("%.1f", r["served_ms"]["median"]), fmt("%.1f", r["served_ms"]["p95"]),
-               fmt("%.1f", r["served_ms"]["max"])))
+               fmt("%.1f", r["served_ms"]["max"]), r["other_cpu_s"]))
     return results
 
 
@@ -1301,7 +1339,13 @@ def versions(tools, grace_servers):
                     else "unknown")
     v["binaries"] = {}
     for name, srv in grace_servers.items():
-        v["binaries"][name] = dict(binary_info(srv.cmd[0]), label=srv.label)
+        b = srv.binary or binary_info(srv.cmd[0])
+        now = binary_info(srv.cmd[0])
+        if b.get("sha256") != now.get("sha256"):
+            log("WARNING: %s changed on disk during the benchmark (rebuilt?); the sha256 "
+                "reported is that of the file when the server started" % srv.cmd[0])
+            b = dict(b, changed_during_run=True)
+        v["binaries"][name] = dict(b, label=srv.label)
     first = next(iter(v["binaries"].values()), None)
     if first is not None:  # the fields of earlier reports
         v["grace"] = first["label"]
@@ -1364,6 +1408,7 @@ RESTART_ROWS = [  # key, label, format; (key, sub) for latency stats
      "median ms", "%.1f"),
     (("admin_ms", "max"), "... max ms", "%.1f"),
     ("old_processes_after", "old processes still running 0.5 s after the load", "%d"),
+    ("other_cpu_s", "CPU-s used by other programs during the run", "%.2f"),
 ]
 
 
@@ -1770,11 +1815,10 @@ def run(args):
                 rr["results"] = run_restart(ctx, started)
                 plot = args.plot or (os.path.join(tmpdir, "restart-under-load.png")
                                      if args.quick else DEFAULT_PLOT)
-                if plot_restart(rr, plot) and plot.startswith(tmpdir + os.sep):
+                rr["plot"] = plot if plot_restart(rr, plot) else None
+                if rr["plot"] and plot.startswith(tmpdir + os.sep):
                     log("(BENCH_QUICK: the plot is not kept; give --plot FILE to keep it)")
                     rr["plot"] = None
-                else:
-                    rr["plot"] = plot if os.path.exists(plot) else None
                 continue
             pair = start_pair(ctx, group, started)
             if group == "https":
