@@ -1,6 +1,8 @@
 /*
- * http1.c -- the HTTP/1.1 wire format: request-head parser, chunked body
- * decoder, percent-decoding and reason phrases (RFC 9112, RFC 9110).
+ * http1.c -- the HTTP/1.1 wire format: request-head parser,
+ * percent-decoding and reason phrases (RFC 9112, RFC 9110). The chunked body
+ * decoder is in chunked.c; both share the character classes of
+ * http_chars.h.
  *
  * Design: like picohttpparser, the parser is stateless and works in place.
  * Each call rescans the head from the first byte in one pass (a table lookup
@@ -8,8 +10,7 @@
  * caller's buffer; it allocates nothing. Malformed bytes are rejected as soon as they are seen, so
  * a prefix of a bad request can already fail, but a prefix of a good request always returns 0. It
  * is strict on purpose: whatever another hop could read differently (bare LF, obs-fold, CL with TE,
- * odd lengths) is refused, because that is how request smuggling starts. The chunked decoder, by
- * contrast, is a byte-level state machine that never needs to see a byte twice. Invariants: no
+ * odd lengths) is refused, because that is how request smuggling starts. Invariants: no
  * function here keeps state outside its arguments, so all are thread-safe; none reads outside
  * buf[0..len).
  */
@@ -19,59 +20,7 @@
 #include <string.h>
 #include <strings.h>
 
-/* ---- Character classes ----------------------------------------------------
- * One table lookup per byte answers every "may this byte appear here"
- * question. The table is computed by the compiler from the RFC rules below,
- * which are easier to check than 256 hand-written entries. */
-enum {
-    C_TCHAR = 1 << 0,  /* token, RFC 9110 5.6.2 */
-    C_TARGET = 1 << 1, /* request-target byte: visible ASCII 0x21-0x7E */
-    C_VALUE = 1 << 2,  /* field-value byte: VCHAR, obs-text, SP, HTAB */
-    C_HEX = 1 << 3,    /* HEXDIG */
-    C_HOST = 1 << 4,   /* reg-name byte without '%': unreserved / sub-delims */
-    C_DIGIT = 1 << 5,
-};
-
-#define DIGIT_(c) ((c) >= '0' && (c) <= '9')
-#define ALPHA_(c) (((c) >= 'A' && (c) <= 'Z') || ((c) >= 'a' && (c) <= 'z'))
-#define TCHAR_(c)                                                                                  \
-    (DIGIT_(c) || ALPHA_(c) || (c) == '!' || (c) == '#' || (c) == '$' || (c) == '%' ||             \
-     (c) == '&' || (c) == '\'' || (c) == '*' || (c) == '+' || (c) == '-' || (c) == '.' ||          \
-     (c) == '^' || (c) == '_' || (c) == '`' || (c) == '|' || (c) == '~')
-#define HEX_(c) (DIGIT_(c) || ((c) >= 'A' && (c) <= 'F') || ((c) >= 'a' && (c) <= 'f'))
-#define HOST_(c)                                                                                   \
-    (DIGIT_(c) || ALPHA_(c) || (c) == '-' || (c) == '.' || (c) == '_' || (c) == '~' ||             \
-     (c) == '!' || (c) == '$' || (c) == '&' || (c) == '\'' || (c) == '(' || (c) == ')' ||          \
-     (c) == '*' || (c) == '+' || (c) == ',' || (c) == ';' || (c) == '=')
-#define CLASS_(c)                                                                                  \
-    ((TCHAR_(c) ? C_TCHAR : 0) | ((c) >= 0x21 && (c) <= 0x7e ? C_TARGET : 0) |                     \
-     (((c) >= 0x20 && (c) != 0x7f) || (c) == '\t' ? C_VALUE : 0) | (HEX_(c) ? C_HEX : 0) |         \
-     (HOST_(c) ? C_HOST : 0) | (DIGIT_(c) ? C_DIGIT : 0))
-#define ROW4_(c) CLASS_(c), CLASS_((c) + 1), CLASS_((c) + 2), CLASS_((c) + 3)
-#define ROW16_(c) ROW4_(c), ROW4_((c) + 4), ROW4_((c) + 8), ROW4_((c) + 12)
-#define ROW64_(c) ROW16_(c), ROW16_((c) + 16), ROW16_((c) + 32), ROW16_((c) + 48)
-
-static const unsigned char char_class[256] = {ROW64_(0), ROW64_(64), ROW64_(128), ROW64_(192)};
-
-#undef ROW64_
-#undef ROW16_
-#undef ROW4_
-#undef CLASS_
-#undef HOST_
-#undef HEX_
-#undef TCHAR_
-#undef ALPHA_
-#undef DIGIT_
-
-static inline bool is_class(char c, unsigned cls)
-{
-    return (char_class[(unsigned char)c] & cls) != 0;
-}
-
-static inline bool is_ows(char c)
-{
-    return c == ' ' || c == '\t';
-}
+#include "http_chars.h"
 
 /* Word-at-a-time skipping over the long runs (target, field values). A
  * 64-bit load is tested with the classic "has a byte less than n" and "has a
@@ -120,13 +69,6 @@ static inline const char *skip_target_words(const char *p, const char *end)
         p += 8;
     }
     return p;
-}
-
-/* Value of a byte already known to be a HEXDIG. */
-static inline unsigned hex_value(char c)
-{
-    unsigned u = (unsigned char)c;
-    return u <= '9' ? u - '0' : (u | 0x20) - 'a' + 10;
 }
 
 /* Compare a token with a lowercase literal of the same length, ignoring
@@ -632,190 +574,6 @@ int grace__http_parse_request(const char *buf, size_t len, size_t max_head_bytes
     if (head_len > INT_MAX)
         return -431;
     return (int)head_len;
-}
-
-/* ---- Chunked body ---------------------------------------------------------- */
-
-enum {
-    CH_SIZE_FIRST = 0, /* zero-filled decoder starts here */
-    CH_SIZE,
-    CH_SIZE_BWS, /* whitespace after the size: only ';' may follow */
-    CH_EXT,
-    CH_SIZE_LF,
-    CH_DATA,
-    CH_DATA_CR,
-    CH_DATA_LF,
-    CH_TRAILER_LINE,
-    CH_TRAILER_NAME,
-    CH_TRAILER_VALUE,
-    CH_TRAILER_LF,
-    CH_END_LF,
-    CH_DONE,
-    CH_ERROR,
-};
-
-/* Limits on bytes that carry no body data, so a peer cannot keep a
- * connection busy forever with extensions or trailers. */
-enum { MAX_CHUNK_EXT = 4096, MAX_TRAILER = 8192, MAX_SIZE_DIGITS = 16 };
-
-/*
- * Call protocol (as phr_decode_chunked, but all input is always used):
- *   grace__chunked_t d = {0};  char *base = start of the body bytes;
- *   size_t body = 0;           // decoded bytes, kept at base[0..body)
- *   size_t n = bytes at base;  // everything received after the head
- *   for (;;) {
- *       ssize_t r = grace__chunked_decode(&d, base + body, &n, max_body);
- *       body += n;
- *       if (r >= 0) break;      // done: body at base[0..body), next request
- *                               //       bytes at base[body .. body + r)
- *       if (r != -2) fail;      // -1 malformed (400), -3 too large (413)
- *       n = receive NEW bytes into base + body;   // nothing else is kept
- *   }
- * -2 means every given byte was consumed: *len decoded bytes are at buf and
- * the decoder remembers where it is, so the next call gets only new bytes,
- * placed right after those decoded bytes. On -1 or -3 *len is meaningless
- * and every later call returns -1. Besides bad syntax, -1 also answers a
- * chunk-size of more than 16 digits, more than MAX_CHUNK_EXT bytes of
- * extensions on one size line and a trailer section over MAX_TRAILER bytes.
- */
-ssize_t grace__chunked_decode(grace__chunked_t *d, char *buf, size_t *len, uint64_t max_body)
-{
-    const size_t n = *len;
-    size_t r = 0, w = 0; /* read and write offsets, w <= r */
-
-    if (d->state == CH_ERROR)
-        return -1;
-    while (r < n && d->state != CH_DONE) {
-        if (d->state == CH_DATA) {
-            const size_t avail = n - r;
-            const size_t take = d->chunk_left < avail ? (size_t)d->chunk_left : avail;
-            if (w != r)
-                memmove(buf + w, buf + r, take);
-            w += take;
-            r += take;
-            d->chunk_left -= take;
-            d->total += take;
-            if (d->chunk_left == 0)
-                d->state = CH_DATA_CR;
-            continue;
-        }
-        const char c = buf[r++];
-        switch (d->state) {
-        case CH_SIZE_FIRST:
-        case CH_SIZE:
-            if (is_class(c, C_HEX)) {
-                if (d->state == CH_SIZE_FIRST) {
-                    d->state = CH_SIZE;
-                    d->chunk_left = 0;
-                    d->consumed = 0;
-                }
-                if (++d->consumed > MAX_SIZE_DIGITS)
-                    goto malformed;
-                d->chunk_left = d->chunk_left << 4 | hex_value(c);
-                /* The size only grows with more digits: fail early. */
-                if (d->total > max_body || d->chunk_left > max_body - d->total) {
-                    d->state = CH_ERROR;
-                    return -3;
-                }
-                break;
-            }
-            if (d->state == CH_SIZE_FIRST)
-                goto malformed;
-            if (c == '\r') {
-                d->state = CH_SIZE_LF;
-            } else if (c == ';') {
-                d->state = CH_EXT;
-                d->consumed = 0;
-            } else if (is_ows(c)) {
-                d->state = CH_SIZE_BWS; /* BWS before ';' (RFC 9112 7.1.1) */
-            } else {
-                goto malformed;
-            }
-            break;
-        case CH_SIZE_BWS:
-            if (c == ';') {
-                d->state = CH_EXT;
-                d->consumed = 0;
-            } else if (!is_ows(c)) {
-                goto malformed;
-            }
-            break;
-        case CH_EXT:
-            /* Extensions are ignored; checked loosely for what could
-             * desynchronise another parser: CTLs and bare CR/LF. */
-            if (c == '\r')
-                d->state = CH_SIZE_LF;
-            else if (!is_class(c, C_VALUE) || ++d->consumed > MAX_CHUNK_EXT)
-                goto malformed;
-            break;
-        case CH_SIZE_LF:
-            if (c != '\n')
-                goto malformed;
-            d->consumed = 0;
-            d->state = d->chunk_left ? CH_DATA : CH_TRAILER_LINE;
-            break;
-        case CH_DATA_CR:
-            if (c != '\r')
-                goto malformed;
-            d->state = CH_DATA_LF;
-            break;
-        case CH_DATA_LF:
-            if (c != '\n')
-                goto malformed;
-            d->state = CH_SIZE_FIRST;
-            break;
-        case CH_TRAILER_LINE:
-            if (c == '\r')
-                d->state = CH_END_LF;
-            else if (is_class(c, C_TCHAR))
-                d->state = CH_TRAILER_NAME; /* obs-fold, bare LF fall below */
-            else
-                goto malformed;
-            break;
-        case CH_TRAILER_NAME:
-            if (c == ':')
-                d->state = CH_TRAILER_VALUE;
-            else if (!is_class(c, C_TCHAR))
-                goto malformed;
-            break;
-        case CH_TRAILER_VALUE:
-            if (c == '\r')
-                d->state = CH_TRAILER_LF;
-            else if (!is_class(c, C_VALUE))
-                goto malformed;
-            break;
-        case CH_TRAILER_LF:
-            if (c != '\n')
-                goto malformed;
-            d->state = CH_TRAILER_LINE;
-            break;
-        case CH_END_LF:
-            if (c != '\n')
-                goto malformed;
-            d->state = CH_DONE;
-            break;
-        default:
-            goto malformed; /* unreachable: CH_DATA/CH_DONE handled above */
-        }
-        if (d->state >= CH_TRAILER_LINE && d->state <= CH_END_LF && ++d->consumed > MAX_TRAILER)
-            goto malformed;
-    }
-
-    if (d->state != CH_DONE) {
-        *len = w;
-        return -2;
-    }
-    /* Slide what follows the body down next to it for the next request. */
-    const size_t rest = n - r;
-    if (w != r && rest)
-        memmove(buf + w, buf + r, rest);
-    *len = w;
-    return (ssize_t)rest;
-
-malformed:
-    d->state = CH_ERROR;
-    *len = w;
-    return -1;
 }
 
 /* ---- Percent-decoding and reason phrases ---------------------------------- */

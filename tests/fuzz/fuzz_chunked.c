@@ -1,5 +1,5 @@
 /*
- * fuzz_chunked.c -- libFuzzer harness for grace__chunked_decode (src/http1.c).
+ * fuzz_chunked.c -- libFuzzer harness for grace__chunked_decode (src/chunked.c).
  *
  * Input: three configuration bytes, then the chunked body bytes.
  *   byte 0   max_body: 0, 1, 5, 16, 64, 1000, 1 MiB, UINT64_MAX (low 3 bits)
