@@ -301,9 +301,10 @@ static void run_request(grace__conn_t *c, size_t consumed)
     if (c->server->opt.access_log) {
         grace_str_t ua = grace_request_header(req, "User-Agent");
         grace_str_t ref = grace_request_header(req, "Referer");
-        grace_log("%d \"%.*s http %.*s %.*s HTTP/1.%d\" %.3f, %s, \"%.*s\", \"%.*s\"", res->status,
-                  (int)h.method.len, h.method.ptr, (int)grace_request_header(req, "Host").len,
-                  grace_request_header(req, "Host").ptr, (int)h.target.len, h.target.ptr,
+        grace_str_t host = grace_request_header(req, "Host");
+        grace_log("%d \"%.*s %s %.*s %.*s HTTP/1.%d\" %.3f, %s, \"%.*s\", \"%.*s\"",
+                  res->status, (int)h.method.len, h.method.ptr, c->ssl ? "https" : "http",
+                  (int)host.len, host.ptr ? host.ptr : "", (int)h.target.len, h.target.ptr,
                   h.minor_version, (double)(grace__now_ms() - t0) / 1000.0, c->client_ip,
                   (int)ref.len, ref.ptr ? ref.ptr : "", (int)ua.len, ua.ptr ? ua.ptr : "");
     }
