@@ -127,15 +127,6 @@ grace__conn_t *grace__conn_new(grace__loop_t *L, grace_server_t *s)
     } else if ((c = calloc(1, sizeof *c)) == NULL) {
         return NULL;
     }
-    if (c->headers_cap < s->opt.max_headers) {
-        grace_header_t *h = realloc(c->headers, s->opt.max_headers * sizeof *h);
-        if (h == NULL) {
-            release_memory(c);
-            return NULL;
-        }
-        c->headers = h;
-        c->headers_cap = s->opt.max_headers;
-    }
     c->kind = GRACE__EV_CONN;
     c->loop = L;
     c->server = s;
@@ -167,6 +158,23 @@ void grace__conn_free(grace__conn_t *c)
         return;
     }
     release_memory(c);
+}
+
+/* Give back the memory of a connection that waits idle between requests
+ * (its owner holds it; nothing is buffered): an idle keep-alive connection
+ * then costs its struct alone. The next request allocates again. */
+void grace__conn_trim(grace__conn_t *c)
+{
+    if (c->in.len || c->out.len > c->out_off)
+        return;
+    grace__buf_free(&c->in);
+    grace__buf_free(&c->out);
+    grace__buf_free(&c->res.headers);
+    grace__buf_free(&c->res.body);
+    grace__arena_free(&c->arena);
+    free(c->headers);
+    c->headers = NULL;
+    c->headers_cap = 0;
 }
 
 /* Write c->out without blocking. Returns 1 when all is written, 0 on EAGAIN,
@@ -302,11 +310,11 @@ static void run_request(grace__conn_t *c, size_t consumed)
         grace_str_t ua = grace_request_header(req, "User-Agent");
         grace_str_t ref = grace_request_header(req, "Referer");
         grace_str_t host = grace_request_header(req, "Host");
-        grace_log("%d \"%.*s %s %.*s %.*s HTTP/1.%d\" %.3f, %s, \"%.*s\", \"%.*s\"",
-                  res->status, (int)h.method.len, h.method.ptr, c->ssl ? "https" : "http",
-                  (int)host.len, host.ptr ? host.ptr : "", (int)h.target.len, h.target.ptr,
-                  h.minor_version, (double)(grace__now_ms() - t0) / 1000.0, c->client_ip,
-                  (int)ref.len, ref.ptr ? ref.ptr : "", (int)ua.len, ua.ptr ? ua.ptr : "");
+        grace_log("%d \"%.*s %s %.*s %.*s HTTP/1.%d\" %.3f, %s, \"%.*s\", \"%.*s\"", res->status,
+                  (int)h.method.len, h.method.ptr, c->ssl ? "https" : "http", (int)host.len,
+                  host.ptr ? host.ptr : "", (int)h.target.len, h.target.ptr, h.minor_version,
+                  (double)(grace__now_ms() - t0) / 1000.0, c->client_ip, (int)ref.len,
+                  ref.ptr ? ref.ptr : "", (int)ua.len, ua.ptr ? ua.ptr : "");
     }
 done:
     grace__arena_reset(&c->arena);
@@ -337,6 +345,17 @@ static int try_request(grace__conn_t *c)
         if (!c->req_started) {
             c->req_started = true;
             c->req_start_ms = now_ms();
+        }
+        if (c->headers_cap < o->max_headers) {
+            /* Allocated at the first request, not at accept: idle
+             * connections stay small (see grace__conn_trim). */
+            grace_header_t *hs = realloc(c->headers, o->max_headers * sizeof *hs);
+            if (hs == NULL) {
+                queue_error(c, 503);
+                return REQ_DONE;
+            }
+            c->headers = hs;
+            c->headers_cap = o->max_headers;
         }
         c->req.h.headers = c->headers;
         c->req.h.n_headers = o->max_headers;
@@ -417,13 +436,22 @@ static int read_more(grace__conn_t *c)
         bad_input(c, 413);
         return 1;
     }
-    if (grace__buf_reserve(&c->in, READ_CHUNK) < 0)
+    /* A connection with no buffer reads into the stack first, so one that
+     * is woken with nothing to read (a new or idle one) allocates nothing. */
+    char first[READ_CHUNK];
+    bool on_stack = c->in.cap == 0;
+    if (!on_stack && grace__buf_reserve(&c->in, READ_CHUNK) < 0)
         return -1;
-    size_t room = c->in.cap - c->in.len;
+    size_t room = on_stack ? sizeof first : c->in.cap - c->in.len;
     if (room > limit - c->in.len)
         room = limit - c->in.len;
-    ssize_t n = conn_recv(c, c->in.ptr + c->in.len, room);
+    ssize_t n = conn_recv(c, on_stack ? first : c->in.ptr + c->in.len, room);
     if (n > 0) {
+        if (on_stack) {
+            if (grace__buf_reserve(&c->in, READ_CHUNK) < 0)
+                return -1;
+            memcpy(c->in.ptr, first, (size_t)n);
+        }
         c->in.len += (size_t)n;
         /* A short read drained the socket: with edge triggering, new data
          * brings a new event, so skip the read that would say EAGAIN. Not

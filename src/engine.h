@@ -27,6 +27,7 @@ enum {
     BUF_KEEP = 65536,              /* per-connection buffers above this are freed after use */
     FIRST_REQUEST_GRACE_MS = 1000, /* draining: a new connection's time to send a request */
     CONN_POOL = 256,               /* closed connections a loop keeps for reuse */
+    IDLE_TRIM_MS = 1000,           /* idle this long: a connection's buffers are freed */
 };
 
 enum { ST_HEAD, ST_BODY, ST_CHUNKED };
@@ -101,6 +102,7 @@ grace__conn_t *grace__conn_new(grace__loop_t *L, grace_server_t *s); /* owner on
 void grace__conn_event(grace__conn_t *c);
 void grace__conn_close(grace__conn_t *c);
 void grace__conn_free(grace__conn_t *c);
+void grace__conn_trim(grace__conn_t *c);
 int grace__conn_flush(grace__conn_t *c);
 void grace__conn_linger(grace__conn_t *c, int64_t now);
 

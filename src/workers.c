@@ -243,6 +243,13 @@ static void maintenance(grace__loop_t *L)
             grace__conn_close(c);
             continue;
         }
+        /* Between requests for IDLE_TRIM_MS or more (an idle connection's
+         * deadline is its last activity plus the idle timeout): free its
+         * buffers until it speaks again. */
+        int64_t last_activity = c->deadline_ms - c->server->opt.idle_timeout_ms;
+        if (!c->req_started && !c->lingering && c->out.len == c->out_off &&
+            (c->in.cap || c->headers) && now - last_activity >= IDLE_TRIM_MS)
+            grace__conn_trim(c);
         atomic_store(&c->busy, 0);
         if (atomic_load(&c->pending)) {
             /* Cannot happen while we own the loop (only the owner delivers

@@ -151,6 +151,26 @@ def test_keep_alive_two_requests_one_connection(echo):
     assert parsed(r2)["target"] == "/second"
 
 
+def test_connection_idle_long_enough_to_be_trimmed_still_serves(echo):
+    # After a second between requests the server frees the connection's
+    # buffers (grace__conn_trim); the next request must not notice. The wait
+    # sets up that state; nothing is asserted about time.
+    with RawConn(echo.port) as c:
+        c.send(b"POST /a HTTP/1.1\r\nHost: x\r\nX-One: 1\r\nContent-Length: 3\r\n\r\nabc")
+        r1 = c.read_response()
+        time.sleep(1.6)
+        c.send(b"POST /b HTTP/1.1\r\nHost: x\r\nX-Two: 2\r\nContent-Length: 4\r\n\r\nwxyz")
+        r2 = c.read_response()
+        time.sleep(1.6)
+        c.send(simple_get("/c"))
+        r3 = c.read_response()
+    assert (parsed(r1)["target"], parsed(r1)["body"]) == ("/a", "abc")
+    j2 = parsed(r2)
+    assert (j2["target"], j2["body"]) == ("/b", "wxyz")
+    assert ["X-Two", "2"] in j2["headers"] and ["X-One", "1"] not in j2["headers"]
+    assert parsed(r3)["target"] == "/c"
+
+
 def test_pipelined_requests_answered_in_order(echo):
     with RawConn(echo.port) as c:
         c.send(
