@@ -150,16 +150,6 @@ void *grace__arena_alloc(grace__arena_t *a, size_t size)
     return b->data;
 }
 
-char *grace__arena_strndup(grace__arena_t *a, const char *s, size_t len)
-{
-    char *p = grace__arena_alloc(a, len + 1);
-    if (p) {
-        memcpy(p, s, len);
-        p[len] = '\0';
-    }
-    return p;
-}
-
 void grace__arena_reset(grace__arena_t *a)
 {
     if (a->head)

@@ -42,7 +42,6 @@ typedef struct {
 } grace__arena_t;
 
 void *grace__arena_alloc(grace__arena_t *a, size_t size); /* 16-byte aligned; NULL on OOM */
-char *grace__arena_strndup(grace__arena_t *a, const char *s, size_t len);
 void grace__arena_reset(grace__arena_t *a);
 void grace__arena_free(grace__arena_t *a);
 
@@ -300,7 +299,6 @@ SSL *grace__tls_new(SSL_CTX *ctx, int fd);
 void grace__tls_free(SSL *ssl);
 ssize_t grace__tls_read(SSL *ssl, char *buf, size_t len);
 ssize_t grace__tls_write(SSL *ssl, const char *buf, size_t len);
-bool grace__tls_pending(SSL *ssl);
 bool grace__tls_handshake_done(SSL *ssl);
 void grace__tls_close_notify(SSL *ssl);
 

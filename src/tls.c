@@ -185,10 +185,6 @@ ssize_t grace__tls_write(SSL *ssl, const char *buf, size_t len)
     return r == 1 ? (ssize_t)n : io_result(ssl, r);
 }
 
-bool grace__tls_pending(SSL *ssl)
-{
-    return SSL_pending(ssl) > 0;
-}
 
 void grace__tls_close_notify(SSL *ssl)
 {
