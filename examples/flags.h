@@ -19,6 +19,9 @@
  *   --shutdown-timeout-ms N graceful_shutdown_timeout_ms (old process drain;
  *                           30000 here, not grace's 5000, for the seed's
  *                           10 s /sleep)
+ *   --max-draining N        max_draining (old processes draining at once)
+ *   --drain-idle-ms N       drain_idle_ms (draining: close connections idle
+ *                           this long)
  * and, where the example has the admin page (EX_FLAG_ADMIN):
  *   --admin-token T         admin requests need "Bearer T" or ?token=T
  *   --admin-trusted CIDRS   trusted_networks (repeatable, or comma-separated)
@@ -77,7 +80,8 @@ static inline void ex_usage(FILE *f, const char *usage_line, const char *what, u
     fprintf(f,
             "usage: %s [--host ADDR] [--access-log] [--max-body N] [--max-header-bytes N]\n"
             "          [--read-timeout-ms N] [--idle-timeout-ms N]%s\n"
-            "          [--no-graceful] [--graceful-timeout-ms N] [--shutdown-timeout-ms N]\n%s"
+            "          [--no-graceful] [--graceful-timeout-ms N] [--shutdown-timeout-ms N]\n"
+            "          [--max-draining N] [--drain-idle-ms N]\n%s"
             "%s\n\n"
             "  --host ADDR             listen on ADDR only (default: all addresses)\n"
             "  --access-log            log one line per request\n"
@@ -92,6 +96,11 @@ static inline void ex_usage(FILE *f, const char *usage_line, const char *what, u
             "  --shutdown-timeout-ms N an old process, or one shutting down, gets N ms to\n"
             "                          finish its requests (default here 30000, so the\n"
             "                          seed's 10 s /sleep survives a restart)\n"
+            "  --max-draining N        old processes that may drain at once; a restart that\n"
+            "                          would make more is refused (default 8)\n"
+            "  --drain-idle-ms N       while draining, a keep-alive connection idle N ms is\n"
+            "                          closed; busier ones get their next request answered\n"
+            "                          with \"Connection: close\" (default 1000)\n"
             "%s"
             "  Port 0 picks a free port; the log line \"http server started listening on\n"
             "  [ADDR:PORT]\" shows the one chosen.\n",
@@ -241,7 +250,9 @@ static inline void ex_parse_flags(int argc, char **argv, ex_flags_t *f, const ch
                      strcmp(name, "--read-timeout-ms") == 0 ||
                      strcmp(name, "--idle-timeout-ms") == 0 ||
                      strcmp(name, "--graceful-timeout-ms") == 0 ||
-                     strcmp(name, "--shutdown-timeout-ms") == 0 || admin_flag ||
+                     strcmp(name, "--shutdown-timeout-ms") == 0 ||
+                     strcmp(name, "--max-draining") == 0 || strcmp(name, "--drain-idle-ms") == 0 ||
+                     admin_flag ||
                      ((accept & EX_FLAG_SLEEP) && strcmp(name, "--sleep-ms") == 0);
         if (!known)
             ex_bad_flag(f, arg);
@@ -274,6 +285,12 @@ static inline void ex_parse_flags(int argc, char **argv, ex_flags_t *f, const ch
             ok = *val != '\0' && f->n_admin_dirs < EX_MAX_LIST;
             if (ok)
                 f->admin_dirs[f->n_admin_dirs++] = val;
+        } else if (strcmp(name, "--max-draining") == 0) {
+            ok = ex_parse_num(val, 63, &n) && n > 0;
+            f->restart.max_draining = (int)n;
+        } else if (strcmp(name, "--drain-idle-ms") == 0) {
+            ok = ex_parse_num(val, 86400000, &n) && n > 0;
+            f->restart.drain_idle_ms = n;
         } else if (strcmp(name, "--graceful-timeout-ms") == 0 ||
                    strcmp(name, "--shutdown-timeout-ms") == 0) {
             ok = ex_parse_num(val, INT64_MAX, &n) && n > 0;

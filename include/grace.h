@@ -69,8 +69,10 @@ GRACE_API const char *grace_version_string(void);
     XX(ENOTREADY, -1005, "new process did not become ready in time")                               \
     XX(ECHILDEXIT, -1006, "new process exited before it was ready")                                \
     XX(EBADEXE, -1007, "executable not allowed or not executable")                                 \
-    XX(EBUSY, -16, "a restart is already in progress")                                             \
-    XX(ETLS, -1008, "TLS configuration error (certificate or key)")
+    XX(ETLS, -1008, "TLS configuration error (certificate or key)")                                \
+    XX(ERESTARTING, -1009, "a restart is already in progress")                                     \
+    XX(EHANDEDOVER, -1010, "this process has handed over to a newer one and is draining")          \
+    XX(EMAXDRAINING, -1011, "too many old processes still draining (max_draining)")
 
 typedef enum {
 #define GRACE_XX_(name, val, text) GRACE_##name = (val),
@@ -298,7 +300,7 @@ GRACE_API void grace_wait(void);
  * any thread, including a handler. */
 GRACE_API void grace_shutdown_all(void);
 
-/* ---- Restart (SPEC G1-G5, G7, G8, B1, B2) ---------------------------------
+/* ---- Restart (SPEC G1-G5, G7, G8, G9, B1, B2) -----------------------------
  * One restart restarts every server of the process.
  *
  * Graceful restart (self-replacing, gf v2): a new process of the program is
@@ -306,10 +308,16 @@ GRACE_API void grace_shutdown_all(void);
  * listening socket (no TCP port, no file: descriptors and an environment
  * variable), and its servers take them over by server name and address. When
  * the new process is ready (it calls grace_wait(), grace_server_run() or
- * grace_ready()), the old one stops accepting, finishes its requests in
- * flight (keep-alive connections get "Connection: close"), and exits when
- * grace_wait() returns in it. If the new process cannot start, exits, or is
- * not ready within graceful_timeout_ms, the old one keeps serving (rollback).
+ * grace_ready()), the old one stops accepting and drains: requests in flight
+ * are answered with "Connection: close"; a keep-alive connection between two
+ * requests is left open so that its next request -- perhaps already on the
+ * wire -- is answered too, with "Connection: close"; only a connection that
+ * has carried nothing for drain_idle_ms is closed early (spread over the next
+ * drain_idle_ms, so clients do not all reconnect at once). The old process
+ * reaps the new one if it exits first, and exits when grace_wait() returns in
+ * it, or at graceful_shutdown_timeout_ms, cutting what is left. If the new
+ * process cannot start, exits, or is not ready within graceful_timeout_ms,
+ * the old one keeps serving (rollback).
  *
  * Full restart: the servers stop accepting and drain, their sockets close,
  * and the program is executed afresh in the same process (same PID), binding
@@ -319,7 +327,8 @@ typedef struct {
     int graceful;                         /* 1: restarts are graceful; 0 (default): full */
     int64_t graceful_timeout_ms;          /* new process must be ready within: 30000 */
     int64_t graceful_shutdown_timeout_ms; /* drain limit of an old process: 5000 */
-    int max_draining;                     /* old processes draining at once: 2 */
+    int max_draining;                     /* old processes draining at once: 8 */
+    int64_t drain_idle_ms; /* draining: close a connection idle this long: 1000 (max 1 day) */
 } grace_restart_options_t;
 
 /* Set the process's restart options (zero fields keep defaults). Call before
@@ -327,15 +336,41 @@ typedef struct {
 GRACE_API int grace_set_restart_options(const grace_restart_options_t *opt);
 GRACE_API void grace_get_restart_options(grace_restart_options_t *out);
 
-/* Restart the process: graceful when graceful mode is on, otherwise full.
- * new_exe_path: NULL or "" restarts the running executable (as found on
- * disk now, so a binary replaced in place is picked up); otherwise that file
- * (SPEC G4). It must be an executable regular file: GRACE_EBADEXE if not.
+/* Which restart grace_restart_ex() does. */
+typedef enum {
+    GRACE_RESTART_AUTO = 0, /* graceful when graceful mode is on, otherwise full */
+    GRACE_RESTART_GRACEFUL, /* always graceful (gf v1's Reload) */
+    GRACE_RESTART_FULL,     /* always full (SIGUSR2) */
+} grace_restart_kind_t;
+
+/* What became of a restart, for people and programs (the admin page). */
+typedef struct {
+    int pid;           /* graceful: the new process's PID once it serves; else 0 */
+    int retry_after_s; /* refused for now (GRACE_ERESTARTING, GRACE_EHANDEDOVER,
+                          GRACE_EMAXDRAINING): seconds after which a retry can
+                          succeed; else 0 */
+    char why[512];     /* why it failed or was refused, one line; "" on success */
+} grace_restart_outcome_t;
+
+/* Restart the process. new_exe_path: NULL or "" restarts the running
+ * executable (as found on disk now, so a binary replaced in place is picked
+ * up); otherwise that file (SPEC G4). It must be an executable regular file:
+ * GRACE_EBADEXE if not.
  * Graceful: blocks until the new process is ready (returns its PID, > 0) or
  * the restart failed and was rolled back (GRACE_ECHILDEXIT, GRACE_ENOTREADY,
- * GRACE_EBADEXE, -errno); at most one restart runs at a time (GRACE_EBUSY).
+ * GRACE_EBADEXE, -errno). It is refused, and nothing changes, when another
+ * restart is under way (GRACE_ERESTARTING), when this process has already
+ * handed over and only drains (GRACE_EHANDEDOVER: a retry reaches the new
+ * process), when graceful mode is off for a GRACEFUL restart (GRACE_ESTATE),
+ * and when max_draining old processes are still draining
+ * (GRACE_EMAXDRAINING): a restart never cuts a request of an older process
+ * before its own graceful_shutdown_timeout_ms.
  * Full: returns 0 at once; the drain and re-exec happen in the background.
- * Callable from any thread, including a handler. */
+ * out (may be NULL) receives the details. Callable from any thread,
+ * including a handler. Logs the outcome. */
+GRACE_API int grace_restart_ex(const char *new_exe_path, grace_restart_kind_t kind,
+                               grace_restart_outcome_t *out);
+/* grace_restart_ex(new_exe_path, GRACE_RESTART_AUTO, NULL). */
 GRACE_API int grace_restart(const char *new_exe_path);
 /* Always graceful (gf v1's Reload); GRACE_ESTATE if graceful mode is off. */
 GRACE_API int grace_reload(const char *new_exe_path);

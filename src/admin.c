@@ -624,7 +624,8 @@ static int restart(grace_request_t *req, grace_response_t *res, const admin_t *a
     const char *path = v.len > 0 ? exe : NULL;
     grace_log("admin: %s%s%s requested from %s", reload ? "reload" : "restart", path ? " to " : "",
               path ? path : "", grace_request_client_ip(req));
-    int r = reload ? grace_reload(path) : grace_restart(path);
+    grace_restart_outcome_t out;
+    int r = grace_restart_ex(path, reload ? GRACE_RESTART_GRACEFUL : GRACE_RESTART_AUTO, &out);
     if (r > 0) {
         char text[64];
         snprintf(text, sizeof text, "restarted: new pid %d", r);
@@ -632,15 +633,16 @@ static int restart(grace_request_t *req, grace_response_t *res, const admin_t *a
     } else if (r == 0) {
         answer_ok(req, res, 0, "restarting (full restart)");
     } else {
-        int status = r == GRACE_EBUSY ? 503 : r == GRACE_ESTATE ? 409 : 500;
-        const char *why = grace_strerror(r);
-        grace_restart_options_t ro;
-        grace_get_restart_options(&ro);
-        if (r == GRACE_ESTATE && reload && !ro.graceful)
-            why = "graceful restart is off (reload is always graceful)";
-        if (status == 503)
-            grace_response_set_header(res, "Retry-After", "1");
-        answer_error(req, res, status, reload ? "reload failed: " : "restart failed: ", why);
+        /* Refused for now (another restart, handed over, too many draining):
+         * 503 and when to come back. A state that a retry does not change
+         * (graceful off, shutting down): 409. A failed attempt: 500. */
+        int status = out.retry_after_s > 0 ? 503 : r == GRACE_ESTATE ? 409 : 500;
+        if (status == 503) {
+            char after[16];
+            snprintf(after, sizeof after, "%d", out.retry_after_s);
+            grace_response_set_header(res, "Retry-After", after);
+        }
+        answer_error(req, res, status, reload ? "reload failed: " : "restart failed: ", out.why);
     }
     return 0;
 }

@@ -163,7 +163,7 @@ void grace__conn_free(grace__conn_t *c)
 /* Give back the memory of a connection that waits idle between requests
  * (its owner holds it; nothing is buffered): an idle keep-alive connection
  * then costs its struct alone. The next request allocates again. */
-void grace__conn_trim(grace__conn_t *c)
+static void conn_trim(grace__conn_t *c)
 {
     if (c->in.len || c->out.len > c->out_off)
         return;
@@ -348,7 +348,7 @@ static int try_request(grace__conn_t *c)
         }
         if (c->headers_cap < o->max_headers) {
             /* Allocated at the first request, not at accept: idle
-             * connections stay small (see grace__conn_trim). */
+             * connections stay small (see conn_trim). */
             grace_header_t *hs = realloc(c->headers, o->max_headers * sizeof *hs);
             if (hs == NULL) {
                 queue_error(c, 503);
@@ -576,12 +576,70 @@ void grace__conn_event(grace__conn_t *c)
     for (;;) {
         atomic_store(&c->pending, 0);
         c->maybe_readable = true;
+        c->active_ms = now_ms();
         if (!conn_process(c))
             return;
         atomic_store(&c->busy, 0);
         if (!atomic_load(&c->pending) || atomic_exchange(&c->busy, 1))
             return;
     }
+}
+
+/* ---- Timers ------------------------------------------------------------------ */
+
+/* The drain's rule for a connection between two requests (SPEC G9, B2). A
+ * client that uses the connection may have its next request on the wire
+ * already: a FIN now would meet it, and a client that does not retry (wrk, a
+ * load balancer, any POST) would see a failure. So such a connection stays
+ * open and its next request is answered, with "Connection: close" (conn.c
+ * run_request; HAProxy's idle-close-on-response). Only a connection that
+ * has carried nothing for drain_idle_ms is closed early: its client is not
+ * using it. Each one waits a further share of drain_idle_ms of its own, so a
+ * drain does not make every idle client reconnect in the same millisecond.
+ * What remains is the race HTTP/1.1 cannot close: a client that sends on a
+ * connection idle that long at the very moment the FIN goes out (there is
+ * no GOAWAY in HTTP/1.1); RFC 9112 9.3.1 lets clients retry those. */
+static bool drain_closes(const grace__conn_t *c, int64_t now)
+{
+    const grace_server_t *s = c->server;
+    if (atomic_load(&s->state) == GRACE__SRV_RUNNING)
+        return false;
+    int64_t idle_ms = atomic_load(&grace__proc.drain_idle_ms);
+    int64_t from = c->active_ms + idle_ms;
+    int64_t start = atomic_load(&s->drain_start_ms);
+    if (from < start)
+        from = start; /* idle long before the drain: the spread starts now */
+    uint32_t h = ((uint32_t)c->client_port * 2654435761u) ^ (uint32_t)c->fd;
+    return now >= from + (int64_t)(h % (uint32_t)(idle_ms + 1));
+}
+
+bool grace__conn_tick(grace__conn_t *c, int64_t now)
+{
+    bool between = !c->req_started && !c->lingering && !c->close_after_write &&
+                   c->out.len == c->out_off;
+    /* (A request already in the socket is not idle: its event comes, and it
+     * is answered with Connection: close.) */
+    if (between && drain_closes(c, now) && !has_unread_input(c)) {
+        /* FIN, then read until the client closes: a close() now would
+         * answer bytes already on their way with a reset. */
+        grace__conn_linger(c, now);
+        return true;
+    }
+    if (now >= c->deadline_ms) {
+        if (c->req_started && c->out.len == c->out_off && !c->lingering && !c->close_after_write) {
+            grace_log("request from %s timed out after %lld ms", c->client_ip,
+                      (long long)c->server->opt.read_timeout_ms);
+            grace__response_error(&c->out, 408, c->server->server_header);
+            grace__conn_flush(c); /* best effort: the client is slow anyway */
+        }
+        grace__conn_close(c);
+        return false;
+    }
+    /* Between requests for IDLE_TRIM_MS or more: free the buffers until the
+     * client speaks again. */
+    if (between && (c->in.cap || c->headers) && now - c->active_ms >= IDLE_TRIM_MS)
+        conn_trim(c);
+    return true;
 }
 
 /* ---- Accessors for request.c / response.c ------------------------------- */

@@ -24,10 +24,9 @@ enum {
     MAX_REQUESTS_PER_WAKE = 32,
     ACCEPTS_PER_WAKE = 64,
     READ_CHUNK = 4096,
-    BUF_KEEP = 65536,              /* per-connection buffers above this are freed after use */
-    FIRST_REQUEST_GRACE_MS = 1000, /* draining: a new connection's time to send a request */
-    CONN_POOL = 256,               /* closed connections a loop keeps for reuse */
-    IDLE_TRIM_MS = 1000,           /* idle this long: a connection's buffers are freed */
+    BUF_KEEP = 65536,    /* per-connection buffers above this are freed after use */
+    CONN_POOL = 256,     /* closed connections a loop keeps for reuse */
+    IDLE_TRIM_MS = 1000, /* idle this long: a connection's buffers are freed */
 };
 
 enum { ST_HEAD, ST_BODY, ST_CHUNKED };
@@ -45,7 +44,7 @@ struct grace__conn {
     bool close_after_write;
     bool lingering; /* write side shut, discarding input until EOF */
     bool req_started;
-    bool served;        /* answered a request: may be closed when idle during a drain */
+    bool served;        /* answered a request (TCP_NODELAY is set on the second) */
     bool client_closes; /* the client asked to close and sent nothing after */
     int state;
     grace__buf_t in, out;
@@ -54,7 +53,7 @@ struct grace__conn {
     const char *head_base;     /* in.ptr when the head was parsed */
     grace__chunked_t chunked;
     int64_t req_start_ms, deadline_ms;
-    int64_t accept_ms;
+    int64_t active_ms; /* last socket event, or the accept: idle since then */
     grace__arena_t arena;
     grace_header_t *headers; /* headers_cap entries (the server's max_headers) */
     size_t headers_cap;
@@ -102,9 +101,12 @@ grace__conn_t *grace__conn_new(grace__loop_t *L, grace_server_t *s); /* owner on
 void grace__conn_event(grace__conn_t *c);
 void grace__conn_close(grace__conn_t *c);
 void grace__conn_free(grace__conn_t *c);
-void grace__conn_trim(grace__conn_t *c);
 int grace__conn_flush(grace__conn_t *c);
 void grace__conn_linger(grace__conn_t *c, int64_t now);
+/* Timers of one connection, run by the loop owner between batches with the
+ * connection's busy flag held: the drain's idle rule, the read / write /
+ * idle deadlines (408), buffer trimming. Returns false if c was closed. */
+bool grace__conn_tick(grace__conn_t *c, int64_t now);
 
 /* workers.c: mark the calling loop thread as inside a handler (the monitor
  * may hand its loop to another thread meanwhile). */

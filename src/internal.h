@@ -212,6 +212,7 @@ struct grace_server {
     atomic_long n_inflight;             /* requests inside the handler chain */
     atomic_uint_fast64_t released_mask; /* loops that dropped the listeners (drain) */
     atomic_bool listeners_closed;       /* every loop dropped them; fds closed */
+    atomic_int_fast64_t drain_start_ms; /* when the drain began (monotonic); 0 before */
     char *cert_path, *key_path;         /* HTTPS, set by enable_https */
     SSL_CTX *tls_ctx;                   /* built at start */
     struct grace_server *next;          /* process list */
@@ -225,6 +226,7 @@ typedef struct {
     int n_running; /* started, not yet stopped */
     grace__middleware_t global_mw[GRACE__MAX_MIDDLEWARE];
     size_t n_global_mw;
+    atomic_int_fast64_t drain_idle_ms; /* restart option drain_idle_ms (conn.c reads it) */
 } grace__proc_t;
 
 extern grace__proc_t grace__proc;
@@ -290,6 +292,7 @@ bool grace__is_draining(void);
 void grace__drain_tick(int64_t now); /* monitor thread, every tick */
 bool grace__full_restart_pending(void);
 void grace__on_restart_signal(int sig); /* SIGUSR1 / SIGUSR2 */
+void grace__reap_children(void);        /* SIGCHLD: reap the new processes we started */
 
 /* tls.c: context (error text in why), connections, non-blocking I/O that
  * returns bytes, 0 at a clean end, -EAGAIN, or another -errno. */

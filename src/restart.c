@@ -17,12 +17,18 @@
  *     server took and writes "ready PID" on the pipe.
  *  4. The old process, on "ready", drains: it keeps accepting until each of
  *     its loops has dropped the listeners (an EPOLLEXCLUSIVE wakeup it took
- *     must not strand a queued connection), answers requests in flight with
- *     "Connection: close", closes idle connections with a FIN, and exits
+ *     must not strand a queued connection), answers requests in flight and
+ *     the next request of every keep-alive connection with "Connection:
+ *     close", closes connections idle for drain_idle_ms (conn.c), and exits
  *     when grace_wait() returns -- or when graceful_shutdown_timeout_ms
- *     passes, cutting what is left.
+ *     passes, cutting what is left. It reaps the new process if that one
+ *     exits first (SIGCHLD, see grace__reap_children): no zombie, ever.
  *  5. If the child exits, or is not ready within graceful_timeout_ms (then
  *     it is killed and reaped), the old process keeps serving (rollback).
+ * Draining generations are counted, live ones only, through GRACE_DRAINING
+ * (each process passes the list on to its successor): a restart that would
+ * make more than max_draining drain at once is refused, never done by
+ * cutting an older process's requests short.
  * Full restart (G2) drains every server, then execs the program in place.
  */
 #include "internal.h"
@@ -51,6 +57,16 @@ typedef struct {
     char name[64];
 } inherited_t;
 
+/* An older process that handed over and drains (GRACE_DRAINING entry). */
+typedef struct {
+    long pid;
+    unsigned long long start; /* /proc start time: tells it from a reused PID */
+    int64_t deadline_ms;      /* wall clock (epoch ms) its drain limit passes */
+    int64_t timeout_ms;       /* its graceful_shutdown_timeout_ms */
+} drainer_t;
+
+enum { MAX_DRAINERS = 64, MAX_CHILDREN = 64 };
+
 /* Process facts and restart state: a deliberate singleton. */
 static struct {
     pthread_mutex_t mu; /* one restart at a time; guards the fields below */
@@ -62,17 +78,32 @@ static struct {
     int n_inh;
     int ready_fd;
     bool ready_sent;
-    char draining_list[512];               /* "pid:starttime,..." of older draining processes */
+    drainer_t drainers[MAX_DRAINERS]; /* older processes draining (from GRACE_DRAINING) */
+    int n_drainers;
     atomic_int_fast64_t drain_deadline_ms; /* 0: not draining */
     atomic_bool handed_over;               /* a new process serves: we only drain */
     atomic_bool full_pending;              /* a full restart waits for the drain */
+    pthread_mutex_t kids_mu;               /* guards kids */
+    pid_t kids[MAX_CHILDREN];              /* new processes that took over: reaped on exit */
+    int n_kids;
+    int64_t next_reap_ms; /* monitor thread: fallback poll of kids */
 } rs = {
     .mu = PTHREAD_MUTEX_INITIALIZER,
-    .opt = {0, 30000, 5000, 2},
+    .kids_mu = PTHREAD_MUTEX_INITIALIZER,
+    .opt = {0, 30000, 5000, 8, 1000},
     .ready_fd = -1,
 };
 
 /* ---- Start-up: facts and inherited sockets --------------------------------- */
+
+/* Wall-clock milliseconds: drain deadlines are compared across processes and
+ * shown to people. */
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void read_argv(void)
 {
@@ -136,6 +167,28 @@ static void parse_inherited(const char *env)
     }
 }
 
+/* GRACE_DRAINING: "pid:starttime:deadline_ms:timeout_ms,..." -- the older
+ * processes that still drain, oldest first. The last entry, our parent's, has
+ * deadline 0: its drain starts when we say ready (see grace_ready). */
+static void parse_drainers(const char *env)
+{
+    while (env && *env && rs.n_drainers < MAX_DRAINERS - 1) {
+        drainer_t d = {0};
+        char *end;
+        d.pid = strtol(env, &end, 10);
+        if (*end == ':')
+            d.start = strtoull(end + 1, &end, 10);
+        if (*end == ':')
+            d.deadline_ms = strtoll(end + 1, &end, 10);
+        if (*end == ':')
+            d.timeout_ms = strtoll(end + 1, &end, 10);
+        if (d.pid > 0 && d.start > 0 && d.deadline_ms >= 0 && d.timeout_ms >= 0 && *end != ':')
+            rs.drainers[rs.n_drainers++] = d;
+        env = strchr(end, ',');
+        env += env != NULL;
+    }
+}
+
 /* Runs when the program loads, before main(): the executable path must be
  * read before a deploy replaces the file, and the grace variables must leave
  * the environment before the program can start children of its own. */
@@ -154,9 +207,7 @@ __attribute__((constructor)) static void restart_init(void)
             rs.ready_fd = fd;
         }
     }
-    const char *dl = getenv("GRACE_DRAINING");
-    if (dl)
-        snprintf(rs.draining_list, sizeof rs.draining_list, "%s", dl);
+    parse_drainers(getenv("GRACE_DRAINING"));
     unsetenv("GRACE_LISTEN_FDS");
     unsetenv("GRACE_READY_FD");
     unsetenv("GRACE_DRAINING");
@@ -186,6 +237,11 @@ void grace_ready(void)
         return;
     }
     rs.ready_sent = true;
+    /* Our parent starts draining now: its drain limit runs from here. */
+    int64_t now = wall_ms();
+    for (int i = 0; i < rs.n_drainers; i++)
+        if (rs.drainers[i].deadline_ms == 0)
+            rs.drainers[i].deadline_ms = now + rs.drainers[i].timeout_ms;
     for (int i = 0; i < rs.n_inh; i++) {
         if (!rs.inh[i].taken) {
             grace_log("closing inherited socket [%s] of server %s: no server uses it",
@@ -210,7 +266,8 @@ void grace_ready(void)
 int grace_set_restart_options(const grace_restart_options_t *o)
 {
     if (o == NULL || o->graceful_timeout_ms < 0 || o->graceful_shutdown_timeout_ms < 0 ||
-        o->max_draining < 0)
+        o->max_draining < 0 || o->max_draining >= MAX_DRAINERS || o->drain_idle_ms < 0 ||
+        o->drain_idle_ms > 86400000)
         return GRACE_EINVAL;
     pthread_mutex_lock(&rs.mu);
     rs.opt.graceful = o->graceful != 0;
@@ -220,6 +277,9 @@ int grace_set_restart_options(const grace_restart_options_t *o)
         rs.opt.graceful_shutdown_timeout_ms = o->graceful_shutdown_timeout_ms;
     if (o->max_draining)
         rs.opt.max_draining = o->max_draining;
+    if (o->drain_idle_ms)
+        rs.opt.drain_idle_ms = o->drain_idle_ms;
+    atomic_store(&grace__proc.drain_idle_ms, rs.opt.drain_idle_ms);
     pthread_mutex_unlock(&rs.mu);
     return 0;
 }
@@ -257,14 +317,59 @@ bool grace__is_draining(void)
 
 /* Called by the monitor thread every tick: past the drain limit, stop
  * waiting for what is left; grace_wait() returns and the process exits,
- * which closes the remaining connections. */
+ * which closes the remaining connections. Also the fallback poll for exited
+ * children, for programs that keep SIGCHLD for themselves. */
 void grace__drain_tick(int64_t now)
 {
+    if (now >= rs.next_reap_ms) {
+        rs.next_reap_ms = now + 1000;
+        grace__reap_children();
+    }
     int64_t deadline = atomic_load(&rs.drain_deadline_ms);
     if (deadline == 0 || now < deadline)
         return;
     atomic_store(&rs.drain_deadline_ms, INT64_MAX); /* once */
     grace__force_stop("graceful_shutdown_timeout passed");
+}
+
+/* ---- Children ------------------------------------------------------------------ */
+
+/* A new process that took over is our child until we exit: reap it if it
+ * exits first (it may be restarted in turn while we still drain a long
+ * request), so it never lingers as a zombie nor counts as a live draining
+ * generation. Only PIDs grace started are waited for: the program's own
+ * children are none of our business. */
+static void track_child(pid_t pid)
+{
+    pthread_mutex_lock(&rs.kids_mu);
+    if (rs.n_kids < MAX_CHILDREN)
+        rs.kids[rs.n_kids++] = pid;
+    pthread_mutex_unlock(&rs.kids_mu);
+    grace__reap_children(); /* it may have exited before it was listed */
+}
+
+void grace__reap_children(void)
+{
+    pthread_mutex_lock(&rs.kids_mu);
+    for (int i = 0; i < rs.n_kids;) {
+        int status;
+        pid_t w;
+        do
+            w = waitpid(rs.kids[i], &status, WNOHANG);
+        while (w < 0 && errno == EINTR);
+        if (w == 0) {
+            i++;
+            continue;
+        }
+        if (w > 0 && WIFSIGNALED(status))
+            grace_log("process %d (which took over from this one) was killed by signal %d (%s)",
+                      (int)w, WTERMSIG(status), strsignal(WTERMSIG(status)));
+        else if (w > 0)
+            grace_log("process %d (which took over from this one) exited with status %d", (int)w,
+                      WEXITSTATUS(status));
+        rs.kids[i] = rs.kids[--rs.n_kids]; /* reaped, or not ours any more (ECHILD) */
+    }
+    pthread_mutex_unlock(&rs.kids_mu);
 }
 
 /* ---- Spawning the new process ------------------------------------------------- */
@@ -275,8 +380,9 @@ static bool is_executable_file(const char *path)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
 }
 
-/* Start time of pid (field 22 of /proc/PID/stat), to tell a live process
- * from a reused PID; 0 if gone. */
+/* Start time of a live pid (field 22 of /proc/PID/stat), to tell it from a
+ * reused PID; 0 if it is gone or a zombie (exited, not yet reaped: it drains
+ * nothing). */
 static unsigned long long proc_start_time(long pid)
 {
     char path[64], buf[1024];
@@ -290,7 +396,7 @@ static unsigned long long proc_start_time(long pid)
         return 0;
     buf[n] = '\0';
     char *p = strrchr(buf, ')'); /* the command name may hold spaces */
-    if (p == NULL)
+    if (p == NULL || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X')
         return 0;
     unsigned long long start = 0;
     /* After ")": state is field 3; starttime is field 22. */
@@ -305,48 +411,64 @@ static unsigned long long proc_start_time(long pid)
     return start;
 }
 
-/* Older processes still draining, plus this one, as passed to the child;
- * when there are more than max_draining, the oldest are told to finish now
- * (a second shutdown signal to a draining process cuts its drain). */
-static void build_draining_list(char *out, size_t cap)
+/* The older processes that still drain (alive, not zombies), oldest first. */
+static int live_drainers(drainer_t *out)
 {
-    long pids[64];
-    unsigned long long starts[64];
     int n = 0;
-    char list[512];
-    snprintf(list, sizeof list, "%s", rs.draining_list);
-    char *save;
-    for (char *tok = strtok_r(list, ",", &save); tok && n < 63; tok = strtok_r(NULL, ",", &save)) {
-        long pid = strtol(tok, NULL, 10);
-        const char *colon = strchr(tok, ':');
-        unsigned long long st = colon ? strtoull(colon + 1, NULL, 10) : 0;
-        if (pid > 0 && st && proc_start_time(pid) == st) {
-            pids[n] = pid;
-            starts[n] = st;
-            n++;
-        }
-    }
-    pids[n] = (long)getpid();
-    starts[n] = proc_start_time(pids[n]);
-    n++;
-    int first = 0;
-    while (n - first > rs.opt.max_draining) {
-        grace_log("%d old processes would be draining (max_draining %d): telling %ld to finish now",
-                  n - first, rs.opt.max_draining, pids[first]);
-        kill((pid_t)pids[first], SIGTERM);
-        first++;
-    }
-    size_t len = 0;
-    out[0] = '\0';
-    for (int i = first; i < n && len < cap; i++)
-        len += (size_t)snprintf(out + len, cap - len, "%s%ld:%llu", len ? "," : "", pids[i],
-                                starts[i]);
+    for (int i = 0; i < rs.n_drainers; i++)
+        if (proc_start_time(rs.drainers[i].pid) == rs.drainers[i].start)
+            out[n++] = rs.drainers[i];
+    return n;
 }
 
-typedef struct {
-    int fd;
-    char line[256];
-} fdline_t;
+static int cmp_deadline(const void *a, const void *b)
+{
+    const drainer_t *x = a, *y = b;
+    return (x->deadline_ms > y->deadline_ms) - (x->deadline_ms < y->deadline_ms);
+}
+
+/* Refuse a restart that would make more than max_draining processes drain
+ * at once (the live older ones plus this one): say which still drain and
+ * until when, and when a retry can succeed -- when enough of them have
+ * reached their drain limit. */
+static int refuse_max_draining(drainer_t *live, int n_live, grace_restart_outcome_t *out)
+{
+    qsort(live, (size_t)n_live, sizeof *live, cmp_deadline);
+    int64_t now = wall_ms();
+    int must_end = n_live + 1 - rs.opt.max_draining; /* >= 1 */
+    int64_t wait_ms = live[must_end - 1].deadline_ms - now;
+    out->retry_after_s = wait_ms <= 1000 ? 1 : (int)((wait_ms + 999) / 1000);
+    size_t len = (size_t)snprintf(out->why, sizeof out->why,
+                                  "%d older processes are still draining (max_draining %d):",
+                                  n_live, rs.opt.max_draining);
+    for (int i = 0; i < n_live && len < sizeof out->why; i++) {
+        time_t t = (time_t)(live[i].deadline_ms / 1000);
+        struct tm tm;
+        char until[16] = "?";
+        if (live[i].deadline_ms > 0 && localtime_r(&t, &tm))
+            strftime(until, sizeof until, "%H:%M:%S", &tm);
+        len += (size_t)snprintf(out->why + len, sizeof out->why - len, "%s %ld until %s",
+                                i ? "," : "", live[i].pid, until);
+    }
+    if (len < sizeof out->why)
+        snprintf(out->why + len, sizeof out->why - len, "; retry in %d s", out->retry_after_s);
+    return GRACE_EMAXDRAINING;
+}
+
+/* GRACE_DRAINING for the child: the live older processes, then this one,
+ * whose drain starts when the child is ready. */
+static void format_drainers(char *out, size_t cap, const drainer_t *live, int n_live)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    for (int i = 0; i < n_live && len < cap; i++)
+        len += (size_t)snprintf(out + len, cap - len, "%ld:%llu:%lld:%lld,", live[i].pid,
+                                live[i].start, (long long)live[i].deadline_ms,
+                                (long long)live[i].timeout_ms);
+    if (len < cap)
+        snprintf(out + len, cap - len, "%ld:%llu:0:%lld", (long)getpid(),
+                 proc_start_time(getpid()), (long long)rs.opt.graceful_shutdown_timeout_ms);
+}
 
 static void add_listener_fd(grace_server_t *s, void *user)
 {
@@ -427,6 +549,32 @@ static pid_t spawn(const char *exe, const grace__buf_t *fds, int ready_w, char *
     return pid < 0 ? -err : pid;
 }
 
+/* Reap a child that closed its ready pipe (or sent garbage) and say why it
+ * will never be ready. */
+static void reap_failed(pid_t pid, char *why, size_t why_len)
+{
+    int status = 0;
+    pid_t w;
+    int64_t reap_deadline = grace__now_ms() + 2000;
+    while ((w = waitpid(pid, &status, WNOHANG)) == 0 && grace__now_ms() < reap_deadline) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (w == 0) { /* alive but closed the pipe: it will never be ready */
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        snprintf(why, why_len, "new process %d closed its ready pipe and was killed", (int)pid);
+    } else if (w > 0 && WIFEXITED(status)) {
+        snprintf(why, why_len, "new process %d exited with status %d before it was ready",
+                 (int)pid, WEXITSTATUS(status));
+    } else if (w > 0 && WIFSIGNALED(status)) {
+        snprintf(why, why_len, "new process %d was killed by signal %d (%s) before it was ready",
+                 (int)pid, WTERMSIG(status), strsignal(WTERMSIG(status)));
+    } else {
+        snprintf(why, why_len, "new process %d closed its ready pipe", (int)pid);
+    }
+}
+
 /* Wait for "ready" from the child. Returns its PID, or an error after
  * killing and reaping it. */
 static int wait_ready(pid_t pid, int ready_r, char *why, size_t why_len)
@@ -461,82 +609,86 @@ static int wait_ready(pid_t pid, int ready_r, char *why, size_t why_len)
                 continue;
         }
         /* EOF (or garbage): the child exited or closed the pipe. */
-        int status = 0;
-        pid_t w;
-        int64_t reap_deadline = grace__now_ms() + 2000;
-        while ((w = waitpid(pid, &status, WNOHANG)) == 0 && grace__now_ms() < reap_deadline) {
-            struct timespec ts = {0, 10 * 1000000L};
-            nanosleep(&ts, NULL);
-        }
-        if (w == 0) { /* alive but closed the pipe: it will never be ready */
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-        }
-        if (WIFEXITED(status))
-            snprintf(why, why_len, "new process %d exited with status %d before it was ready",
-                     (int)pid, WEXITSTATUS(status));
-        else if (WIFSIGNALED(status))
-            snprintf(why, why_len, "new process %d was killed by signal %d before it was ready",
-                     (int)pid, WTERMSIG(status));
-        else
-            snprintf(why, why_len, "new process %d closed its ready pipe", (int)pid);
+        reap_failed(pid, why, why_len);
         return GRACE_ECHILDEXIT;
     }
 }
 
-static int graceful_restart(const char *exe)
+/* The child's environment: ours, plus the listening sockets, the ready pipe
+ * and the draining generations. NULL when out of memory. */
+static char **child_env(const grace__buf_t *fds, int ready_w, const char *draining)
 {
-    if (pthread_mutex_trylock(&rs.mu) != 0)
-        return GRACE_EBUSY;
-    int r = 0;
-    char why[256] = "";
+    grace__buf_t v[3] = {{0}, {0}, {0}};
+    grace__buf_appendf(&v[0], "GRACE_LISTEN_FDS=%.*s", (int)fds->len, fds->ptr);
+    grace__buf_appendf(&v[1], "GRACE_READY_FD=%d", ready_w);
+    grace__buf_appendf(&v[2], "GRACE_DRAINING=%s", draining);
+    char **env = NULL;
+    if (v[0].ptr && v[1].ptr && v[2].ptr) {
+        const char *extra[3] = {v[0].ptr, v[1].ptr, v[2].ptr};
+        env = build_env(extra, 3);
+    }
+    for (int i = 0; i < 3; i++)
+        grace__buf_free(&v[i]);
+    return env;
+}
+
+/* Checks before a graceful restart; fills out and returns an error if it
+ * must not happen now. Called with rs.mu held. */
+static int may_restart(const char *exe, drainer_t *live, int *n_live, grace_restart_outcome_t *out)
+{
+    if (atomic_load(&rs.handed_over)) {
+        /* A new process serves already; this one only drains. A retry
+         * reaches the new process. */
+        out->retry_after_s = 1;
+        snprintf(out->why, sizeof out->why,
+                 "this process has handed over to a new one and is draining");
+        return GRACE_EHANDEDOVER;
+    }
+    if (grace__is_draining()) {
+        snprintf(out->why, sizeof out->why, "the servers are shutting down");
+        return GRACE_ESTATE;
+    }
+    if (!is_executable_file(exe)) {
+        snprintf(out->why, sizeof out->why, "%s is not an executable file", exe);
+        return GRACE_EBADEXE;
+    }
+    *n_live = live_drainers(live);
+    if (*n_live + 1 > rs.opt.max_draining)
+        return refuse_max_draining(live, *n_live, out);
+    return 0;
+}
+
+static int graceful_restart(const char *exe, grace_restart_outcome_t *out)
+{
+    if (pthread_mutex_trylock(&rs.mu) != 0) {
+        out->retry_after_s = 1;
+        snprintf(out->why, sizeof out->why, "a restart is already in progress");
+        grace_log("restart refused: %s", out->why);
+        return GRACE_ERESTARTING;
+    }
     grace__buf_t fds = {0};
     char **env = NULL;
     int pipefd[2] = {-1, -1};
-    if (atomic_load(&rs.handed_over)) {
-        /* A new process serves already; this one only drains. A retry
-         * reaches the new process (the admin answers 503 + Retry-After). */
-        r = GRACE_EBUSY;
-        snprintf(why, sizeof why, "this process has handed over to a new one and is draining");
+    drainer_t live[MAX_DRAINERS];
+    int n_live = 0;
+    int r = may_restart(exe, live, &n_live, out);
+    if (r < 0)
         goto out;
-    }
-    if (grace__is_draining()) {
-        r = GRACE_ESTATE; /* shutting down */
-        goto out;
-    }
-    if (!is_executable_file(exe)) {
-        r = GRACE_EBADEXE;
-        snprintf(why, sizeof why, "%s is not an executable file", exe);
-        goto out;
-    }
     grace_servers_foreach(add_listener_fd, &fds);
     if (fds.len == 0) {
         r = GRACE_ESTATE;
-        snprintf(why, sizeof why, "no server is running");
+        snprintf(out->why, sizeof out->why, "no server is running");
         goto out;
     }
     grace_log("server reloading");
     if (pipe2(pipefd, O_CLOEXEC) < 0) {
         r = -errno;
+        snprintf(out->why, sizeof out->why, "pipe: %s", grace_strerror(r));
         goto out;
     }
-    grace__buf_append(&fds, "", 1); /* NUL for the env string */
-    char draining[600];
-    build_draining_list(draining, sizeof draining);
-    char *extra[3];
-    size_t fds_len = strlen(fds.ptr) + 32;
-    extra[0] = malloc(fds_len);
-    extra[1] = malloc(32);
-    extra[2] = malloc(strlen(draining) + 32);
-    if (extra[0] && extra[1] && extra[2]) {
-        snprintf(extra[0], fds_len, "GRACE_LISTEN_FDS=%s", fds.ptr);
-        snprintf(extra[1], 32, "GRACE_READY_FD=%d", pipefd[1]);
-        snprintf(extra[2], strlen(draining) + 32, "GRACE_DRAINING=%s", draining);
-        env = build_env((const char *const *)extra, 3);
-    }
-    for (int i = 0; i < 3; i++)
-        free(extra[i]);
-    if (env == NULL) {
+    char draining[MAX_DRAINERS * 64];
+    format_drainers(draining, sizeof draining, live, n_live);
+    if ((env = child_env(&fds, pipefd[1], draining)) == NULL) {
         r = GRACE_ENOMEM;
         goto out;
     }
@@ -545,23 +697,26 @@ static int graceful_restart(const char *exe)
     pipefd[1] = -1;
     if (pid < 0) {
         r = pid;
-        snprintf(why, sizeof why, "fork: %s", grace_strerror(r));
+        snprintf(out->why, sizeof out->why, "fork: %s", grace_strerror(r));
         goto out;
     }
-    r = wait_ready(pid, pipefd[0], why, sizeof why);
+    r = wait_ready(pid, pipefd[0], out->why, sizeof out->why);
     if (r > 0) {
+        out->pid = r;
         atomic_store(&rs.handed_over, true);
+        track_child(pid);
         grace_log("new process %d is serving; this process finishes its requests and exits",
                   (int)pid);
         grace__drain_begin();
         grace__drain_all();
     }
 out:
-    if (r == GRACE_EBUSY)
-        grace_log("restart refused: %s", why);
+    if (r < 0 && out->why[0] == '\0')
+        snprintf(out->why, sizeof out->why, "%s", grace_strerror(r));
+    if (out->retry_after_s > 0)
+        grace_log("restart refused: %s", out->why);
     else if (r < 0)
-        grace_log("restart failed: %s; this process keeps serving",
-                  why[0] ? why : grace_strerror(r));
+        grace_log("restart failed: %s; this process keeps serving", out->why);
     if (pipefd[0] >= 0)
         close(pipefd[0]);
     if (pipefd[1] >= 0)
@@ -592,26 +747,38 @@ static void *full_restart_thread(void *arg)
     _exit(1); /* the servers are already down: nothing to fall back to */
 }
 
-int grace_restart_full(const char *new_exe_path)
+static int full_restart(const char *exe, grace_restart_outcome_t *out)
 {
-    const char *exe = new_exe_path && *new_exe_path ? new_exe_path : rs.exe;
-    if (!is_executable_file(exe)) {
-        grace_log("restart failed: %s is not an executable file; this process keeps serving", exe);
-        return GRACE_EBADEXE;
-    }
+    int r = 0;
     pthread_mutex_lock(&rs.mu);
-    bool busy = atomic_load(&rs.full_pending) || atomic_load(&rs.handed_over);
-    if (!busy) {
+    if (!is_executable_file(exe)) {
+        r = GRACE_EBADEXE;
+        snprintf(out->why, sizeof out->why, "%s is not an executable file", exe);
+    } else if (atomic_load(&rs.handed_over)) {
+        r = GRACE_EHANDEDOVER;
+        out->retry_after_s = 1;
+        snprintf(out->why, sizeof out->why,
+                 "this process has handed over to a new one and is draining");
+    } else if (atomic_load(&rs.full_pending)) {
+        r = GRACE_ERESTARTING;
+        out->retry_after_s = 1;
+        snprintf(out->why, sizeof out->why, "a full restart is already in progress");
+    } else {
         atomic_store(&rs.full_pending, true);
         snprintf(full_exe, sizeof full_exe, "%s", exe);
     }
     pthread_mutex_unlock(&rs.mu);
-    if (busy)
-        return GRACE_EBUSY;
+    if (r < 0) {
+        grace_log("restart %s: %s%s", out->retry_after_s ? "refused" : "failed", out->why,
+                  out->retry_after_s ? "" : "; this process keeps serving");
+        return r;
+    }
     grace_log("server restarting");
     pthread_t t;
     if (pthread_create(&t, NULL, full_restart_thread, NULL) != 0) {
         atomic_store(&rs.full_pending, false);
+        snprintf(out->why, sizeof out->why, "cannot start a thread");
+        grace_log("restart failed: %s; this process keeps serving", out->why);
         return GRACE_ENOMEM;
     }
     pthread_detach(t);
@@ -627,18 +794,44 @@ bool grace__full_restart_pending(void)
 
 /* ---- API ----------------------------------------------------------------------- */
 
-int grace_reload(const char *new_exe_path)
+int grace_restart_ex(const char *new_exe_path, grace_restart_kind_t kind,
+                     grace_restart_outcome_t *out)
 {
-    if (!rs.opt.graceful)
-        return GRACE_ESTATE;
-    return graceful_restart(new_exe_path && *new_exe_path ? new_exe_path : rs.exe);
+    grace_restart_outcome_t local;
+    if (out == NULL)
+        out = &local;
+    memset(out, 0, sizeof *out);
+    const char *exe = new_exe_path && *new_exe_path ? new_exe_path : rs.exe;
+    bool graceful = rs.opt.graceful; /* set before start, read-only since */
+    switch (kind) {
+    case GRACE_RESTART_AUTO:
+        return graceful ? graceful_restart(exe, out) : full_restart(exe, out);
+    case GRACE_RESTART_GRACEFUL:
+        if (!graceful) {
+            snprintf(out->why, sizeof out->why, "graceful restart is off (graceful = 0)");
+            grace_log("restart refused: %s", out->why);
+            return GRACE_ESTATE;
+        }
+        return graceful_restart(exe, out);
+    case GRACE_RESTART_FULL:
+        return full_restart(exe, out);
+    }
+    return GRACE_EINVAL;
 }
 
 int grace_restart(const char *new_exe_path)
 {
-    if (rs.opt.graceful)
-        return grace_reload(new_exe_path);
-    return grace_restart_full(new_exe_path);
+    return grace_restart_ex(new_exe_path, GRACE_RESTART_AUTO, NULL);
+}
+
+int grace_reload(const char *new_exe_path)
+{
+    return grace_restart_ex(new_exe_path, GRACE_RESTART_GRACEFUL, NULL);
+}
+
+int grace_restart_full(const char *new_exe_path)
+{
+    return grace_restart_ex(new_exe_path, GRACE_RESTART_FULL, NULL);
 }
 
 int grace_server_restart(grace_server_t *s, const char *new_exe_path)

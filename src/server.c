@@ -26,6 +26,7 @@
 grace__proc_t grace__proc = {
     .mu = PTHREAD_MUTEX_INITIALIZER,
     .cond = PTHREAD_COND_INITIALIZER,
+    .drain_idle_ms = 1000,
 };
 
 static const grace_server_options_t default_options = {
@@ -497,6 +498,7 @@ int grace_server_shutdown(grace_server_t *s)
     int expected = GRACE__SRV_RUNNING;
     if (!atomic_compare_exchange_strong(&s->state, &expected, GRACE__SRV_DRAINING))
         return expected == GRACE__SRV_NEW ? GRACE_ESTATE : 0; /* already going down */
+    atomic_store(&s->drain_start_ms, grace__now_ms());
     grace__engine_drain_server(s);
     return 0;
 }
@@ -630,6 +632,9 @@ static void *signal_thread(void *arg)
             grace_log("received signal %d (%s): graceful shutdown", b, strsignal(b));
             grace_shutdown_all();
             break;
+        case SIGCHLD:
+            grace__reap_children();
+            break;
         case SIGUSR1:
         case SIGUSR2:
             grace_log("received signal %d (%s): %s restart", b, strsignal(b),
@@ -673,6 +678,15 @@ static void init_signals(void)
     const int sigs[] = {SIGINT, SIGQUIT, SIGHUP, SIGTERM, SIGUSR1, SIGUSR2};
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
         sigaction(sigs[i], &sa, NULL);
+    /* SIGCHLD reaps the new processes a restart started, at once. Only if
+     * the program left it alone: a program with its own handler (or SIG_IGN)
+     * keeps it, and the monitor's once-a-second poll reaps ours instead. */
+    struct sigaction old;
+    if (sigaction(SIGCHLD, NULL, &old) == 0 && !(old.sa_flags & SA_SIGINFO) &&
+        old.sa_handler == SIG_DFL) {
+        sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+        sigaction(SIGCHLD, &sa, NULL);
+    }
 }
 
 static int start_signals(void)

@@ -134,8 +134,8 @@ static void do_accept(grace__loop_t *L, grace__listener_t *l)
             continue;
         }
         c->fd = fd;
-        c->accept_ms = now_ms();
-        c->deadline_ms = c->accept_ms + s->opt.idle_timeout_ms;
+        c->active_ms = now_ms();
+        c->deadline_ms = c->active_ms + s->opt.idle_timeout_ms;
         if (sa.ss_family == AF_INET6) {
             struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&sa;
             if (IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr))
@@ -189,9 +189,10 @@ static void release_listeners(grace__loop_t *L)
     }
 }
 
-/* Between batches: free closed connections, release listeners, enforce
- * timeouts and close idle connections of draining servers. No handler runs
- * here, so the owner cannot change under it. */
+/* Between batches: free closed connections, release listeners of draining
+ * servers, and run every connection's timers (grace__conn_tick: timeouts,
+ * the drain's idle rule). No handler runs here, so the owner cannot change
+ * under it. */
 static void maintenance(grace__loop_t *L)
 {
     pthread_mutex_lock(&L->mu);
@@ -214,42 +215,8 @@ static void maintenance(grace__loop_t *L)
         n = c->next;
         if (atomic_exchange(&c->busy, 1))
             continue; /* in use by a handler thread, or closed */
-        /* Idle = between requests. A connection that has not sent its first
-         * request yet gets FIRST_REQUEST_GRACE_MS from its accept before it
-         * counts as idle: it was accepted to be answered (closing it at once
-         * would fail a fresh connection, which clients do not retry), but a
-         * browser's speculative preconnect may never send anything. */
-        bool idle = !c->req_started && c->out.len == c->out_off &&
-                    (c->served || now - c->accept_ms >= FIRST_REQUEST_GRACE_MS);
-        char peek;
-        if (idle && !c->lingering && atomic_load(&c->server->state) != GRACE__SRV_RUNNING &&
-            recv(c->fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) != 1) {
-            /* (A request already in the socket is not idle: its event is
-             * pending and it will be answered, with Connection: close.) */
-            /* FIN, then read until the client closes: a close() now would
-             * answer a request already on its way with a reset. A request
-             * that crosses the FIN is not answered; clients retry those
-             * (RFC 9112 9.3.1). */
-            grace__conn_linger(c, now);
-        }
-        if (now >= c->deadline_ms) {
-            if (c->req_started && c->out.len == c->out_off && !c->lingering &&
-                !c->close_after_write) {
-                grace_log("request from %s timed out after %lld ms", c->client_ip,
-                          (long long)c->server->opt.read_timeout_ms);
-                grace__response_error(&c->out, 408, c->server->server_header);
-                grace__conn_flush(c); /* best effort: the client is slow anyway */
-            }
-            grace__conn_close(c);
-            continue;
-        }
-        /* Between requests for IDLE_TRIM_MS or more (an idle connection's
-         * deadline is its last activity plus the idle timeout): free its
-         * buffers until it speaks again. */
-        int64_t last_activity = c->deadline_ms - c->server->opt.idle_timeout_ms;
-        if (!c->req_started && !c->lingering && c->out.len == c->out_off &&
-            (c->in.cap || c->headers) && now - last_activity >= IDLE_TRIM_MS)
-            grace__conn_trim(c);
+        if (!grace__conn_tick(c, now))
+            continue; /* closed */
         atomic_store(&c->busy, 0);
         if (atomic_load(&c->pending)) {
             /* Cannot happen while we own the loop (only the owner delivers
