@@ -185,7 +185,9 @@ static void parse_drainers(const char *env)
         if (d.pid > 0 && d.start > 0 && d.deadline_ms >= 0 && d.timeout_ms >= 0 && *end != ':')
             rs.drainers[rs.n_drainers++] = d;
         env = strchr(end, ',');
-        env += env != NULL;
+        if (env == NULL)
+            break;
+        env++;
     }
 }
 
@@ -622,6 +624,8 @@ static char **child_env(const grace__buf_t *fds, int ready_w, const char *draini
     grace__buf_appendf(&v[0], "GRACE_LISTEN_FDS=%.*s", (int)fds->len, fds->ptr);
     grace__buf_appendf(&v[1], "GRACE_READY_FD=%d", ready_w);
     grace__buf_appendf(&v[2], "GRACE_DRAINING=%s", draining);
+    for (int i = 0; i < 3; i++)
+        grace__buf_append(&v[i], "", 1); /* appendf does not terminate */
     char **env = NULL;
     if (v[0].ptr && v[1].ptr && v[2].ptr) {
         const char *extra[3] = {v[0].ptr, v[1].ptr, v[2].ptr};

@@ -134,6 +134,10 @@ class Server:
     def url(self, path="/", i=0):
         return f"http://{HOST}:{self.ports[i]}{path}"
 
+    def get(self, path="/", i=0, timeout=IO_TIMEOUT, **kw):
+        """GET path on port i with requests (HttpsServer verifies its CA)."""
+        return http("GET", self.url(path, i), timeout=timeout, **kw)
+
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
@@ -767,15 +771,37 @@ class GraceServer(Server):
 
     def wait_pid_exit(self, pid, timeout=STOP_TIMEOUT):
         """Wait up to timeout for generation pid to exit. Returns its exit
-        code if we reaped it, "exited" if it exited as another process's
-        child, or None if it still runs."""
+        code (negative: killed by that signal), or None if it still runs.
+        A generation whose parent, an older generation, is still alive is
+        reaped by that parent, which logs the exit status: it is read from
+        there. If the parent exits first, the zombie comes to us (we are
+        the subreaper) and we reap it."""
         deadline = time.monotonic() + timeout
-        while True:
-            if not self.pid_alive(pid):
-                return self.exit_codes.get(pid, "exited")
+        while self.pid_alive(pid):
             if time.monotonic() >= deadline:
                 return None
             time.sleep(0.02)
+        rx = re.compile(
+            rf": process {pid} \(which took over from this one\) "
+            rf"(exited with status (\d+)|was killed by signal (\d+))"
+        )
+        deadline = time.monotonic() + IO_TIMEOUT
+        while pid not in self.exit_codes:
+            m = next(filter(None, map(rx.search, self.lines_of_all())), None)
+            if m:
+                code = int(m.group(2)) if m.group(2) is not None else -int(m.group(3))
+                self.exit_codes[pid] = code
+                break
+            if time.monotonic() >= deadline:
+                pytest.fail(f"{self.name}: process {pid} exited, but neither its parent nor we "
+                            f"reaped it\n{self.stderr()}")  # fmt: skip
+            time.sleep(0.02)
+            self.reap()
+        return self.exit_codes[pid]
+
+    def lines_of_all(self):
+        with self._cond:
+            return list(self.lines)
 
     def alive_pids(self):
         """Generations (log PIDs and the first process) still running."""

@@ -27,7 +27,17 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HOST, IO_TIMEOUT, Server, example_path, http, sanitizer_env
+from conftest import (
+    HOST,
+    IO_TIMEOUT,
+    Server,
+    example_path,
+    http,
+    proc_descendants,
+    proc_table,
+    sanitizer_env,
+    stop_pids,
+)
 
 ADMIN = "/debug/admin"
 
@@ -431,6 +441,14 @@ def chromium_exe():
     pytest.skip(f"headless Chromium unavailable: {why}")
 
 
+def is_chromium(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().startswith("chrom")
+    except OSError:
+        return False
+
+
 class Chromium:
     """Headless Chromium driven through the DevTools protocol over a pipe
     (--remote-debugging-pipe: commands on its fd 3, answers on its fd 4,
@@ -521,6 +539,13 @@ class Chromium:
         pytest.fail(f"Chromium: {expr!r} still false after {timeout}s (last: {last!r})")
 
     def close(self):
+        # Chromium's helpers (zygote, crashpad) outlive it for a moment and
+        # come to the test process, the session's subreaper (crashpad's
+        # handler daemonizes at once): stop and reap them too.
+        table = proc_table()
+        helpers = proc_descendants(self.proc.pid, table) + [
+            p for p, (_, ppid) in table.items() if ppid == os.getpid() and is_chromium(p)
+        ]
         try:
             self.call("Browser.close", timeout=5)
         except (OSError, RuntimeError, TimeoutError, EOFError):
@@ -530,6 +555,7 @@ class Chromium:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        stop_pids(helpers, timeout=5)
         for fd in (self.w, self.r):
             os.close(fd)
         shutil.rmtree(self.profile, ignore_errors=True)
