@@ -129,6 +129,11 @@ typedef struct {
     int64_t write_timeout_ms;    /* a stalled response write: 60000 */
     int access_log;              /* 1: one line per request to stderr; 0 off (default) */
     const char *server_header;   /* "Server:" value: "grace"; "" sends none */
+    /* Open connections at once; a connection beyond it is answered "503
+     * Service Unavailable" (Retry-After: 1) and closed, and the log says so
+     * once per episode. Default: 3/4 of the process's RLIMIT_NOFILE (the
+     * rest is left for listeners, files and the program), at most 1024 fewer. */
+    size_t max_connections;
 } grace_server_options_t;
 
 /* The server named name, created on first use: a process-wide singleton, so

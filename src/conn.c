@@ -100,8 +100,15 @@ void grace__conn_close(grace__conn_t *c)
     c->next_closed = L->closed;
     L->closed = c;
     pthread_mutex_unlock(&L->mu);
+    atomic_store_explicit(&L->fd_freed, true, memory_order_relaxed); /* see resume_accepting */
     grace_server_t *s = c->server;
-    if (atomic_fetch_sub(&s->n_conns, 1) == 1)
+    long left = atomic_fetch_sub(&s->n_conns, 1) - 1;
+    if (atomic_load_explicit(&s->over_limit, memory_order_relaxed) &&
+        (size_t)left < s->opt.max_connections - s->opt.max_connections / 10 &&
+        atomic_exchange(&s->over_limit, false))
+        grace_log("server %s: below max_connections again; %ld connections were answered 503",
+                  s->name, atomic_exchange(&s->n_refused, 0));
+    if (left == 0)
         grace__server_conn_closed(s);
 }
 

@@ -85,6 +85,15 @@ struct grace__loop {
     int n_free;
     atomic_bool check_drain;
     int64_t next_scan_ms;
+    /* Out of descriptors (EMFILE): listeners taken out of this loop's epoll
+     * set until resume_ms, or until a connection of this loop closes. */
+    grace__listener_t *paused[GRACE__MAX_LISTENERS];
+    int n_paused;
+    int64_t resume_ms;
+    int64_t pause_ms;        /* current backoff: doubles per pause, to 1 s */
+    int64_t episode_ms;      /* when this episode of EMFILE began; 0: none */
+    long n_pauses;           /* pauses in the episode, for its log line */
+    atomic_bool fd_freed;    /* a connection of this loop closed */
 };
 
 static inline int64_t now_ms(void)

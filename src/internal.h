@@ -209,6 +209,8 @@ struct grace_server {
     size_t n_listeners;
     _Atomic int state;
     atomic_long n_conns;                /* open connections */
+    atomic_bool over_limit;             /* max_connections reached: 503 episode */
+    atomic_long n_refused;              /* 503s of the current episode */
     atomic_long n_inflight;             /* requests inside the handler chain */
     atomic_uint_fast64_t released_mask; /* loops that dropped the listeners (drain) */
     atomic_bool listeners_closed;       /* every loop dropped them; fds closed */

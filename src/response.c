@@ -414,6 +414,8 @@ int grace__response_error(grace__buf_t *out, int status, const char *server_head
     int r = append_status_line(out, status);
     if (server_header[0])
         r |= grace__buf_appendf(out, "Server: %s\r\n", server_header);
+    if (status == 503) /* grace answers 503 only for a passing condition */
+        r |= grace__buf_appends(out, "Retry-After: 1\r\n");
     r |= grace__buf_appendf(out,
                             "Date: %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
                             "Content-Length: %zu\r\nConnection: close\r\n\r\n%s\n",

@@ -19,6 +19,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -429,6 +430,18 @@ static int open_listener(grace__listener_t *l)
 
 static int start_signals(void);
 
+/* max_connections when the program sets none: 3/4 of the descriptors the
+ * process may open, keeping at most 1024 for everything else. */
+static size_t default_max_connections(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return 1 << 20;
+    size_t n = (size_t)rl.rlim_cur;
+    size_t keep = n / 4 < 1024 ? n / 4 : 1024;
+    return n - keep > 1 ? n - keep : 1;
+}
+
 int grace_server_start(grace_server_t *s)
 {
     if (s == NULL)
@@ -438,6 +451,8 @@ int grace_server_start(grace_server_t *s)
     int expected = GRACE__SRV_NEW;
     if (!atomic_compare_exchange_strong(&s->state, &expected, GRACE__SRV_RUNNING))
         return GRACE_ESTATE;
+    if (s->opt.max_connections == 0)
+        s->opt.max_connections = default_max_connections();
     int r = grace__engine_start();
     if (r == 0)
         r = start_signals();

@@ -92,6 +92,90 @@ void grace__handler_leave(void)
         w->lost = true; /* the monitor gave our loop to another thread */
 }
 
+/* ---- Accept ---------------------------------------------------------------- */
+
+/* Out of descriptors (EMFILE, ENFILE) or kernel memory: the connection stays
+ * in the kernel's queue, and the listener stays readable, so taking it again
+ * at once would spin. Take the listener out of this loop's epoll set for a
+ * pause that doubles (10 ms to 1 s) while the episode lasts; a connection
+ * closing on this loop ends the pause early (maintenance). Other loops do
+ * the same when they hit the limit. One log line per episode. (libuv and
+ * nginx keep a spare descriptor to accept and close instead: with several
+ * loops sharing one listener that trick races, and a refused connection is
+ * worse than one that waits a few milliseconds in the queue.) */
+static void pause_accepting(grace__loop_t *L, grace__listener_t *l, int err)
+{
+    int64_t now = now_ms();
+    if (L->episode_ms == 0) {
+        L->episode_ms = now;
+        L->n_pauses = 0;
+        L->pause_ms = 10;
+        grace_log("accept on [%s]: %s: loop %d pauses accepting; new connections wait in the "
+                  "kernel queue",
+                  l->shown, strerror(err), L->id);
+    } else if (L->resume_ms <= now) {
+        L->pause_ms = L->pause_ms >= 500 ? 1000 : L->pause_ms * 2;
+    }
+    L->n_pauses++;
+    for (int i = 0; i < L->n_paused; i++)
+        if (L->paused[i] == l)
+            goto timer;
+    if (L->n_paused < GRACE__MAX_LISTENERS && epoll_ctl(L->epfd, EPOLL_CTL_DEL, l->fd, NULL) == 0)
+        L->paused[L->n_paused++] = l;
+timer:
+    L->resume_ms = now + L->pause_ms;
+    if (L->next_scan_ms > L->resume_ms)
+        L->next_scan_ms = L->resume_ms;
+}
+
+/* Put paused listeners back when the pause is over or a descriptor was
+ * freed; a listener whose server has begun to drain stays out. */
+static void resume_accepting(grace__loop_t *L, int64_t now)
+{
+    if (L->n_paused == 0)
+        return;
+    bool freed = atomic_exchange(&L->fd_freed, false);
+    if (!freed && now < L->resume_ms)
+        return;
+    for (int i = 0; i < L->n_paused; i++) {
+        grace__listener_t *l = L->paused[i];
+        struct epoll_event ev = {EPOLLIN | EPOLLEXCLUSIVE, {.ptr = l}};
+        if (atomic_load(&l->server->state) == GRACE__SRV_RUNNING && l->fd >= 0)
+            epoll_ctl(L->epfd, EPOLL_CTL_ADD, l->fd, &ev);
+    }
+    L->n_paused = 0;
+}
+
+/* max_connections passed: the connection gets "503 Service Unavailable"
+ * and is closed (conn.c lingers, so the answer is not lost to a reset). One
+ * log line per episode; conn.c logs its end. */
+static void over_limit(grace__conn_t *c)
+{
+    grace_server_t *s = c->server;
+    atomic_fetch_add(&s->n_refused, 1);
+    if (!atomic_exchange(&s->over_limit, true))
+        grace_log("server %s: max_connections (%zu) reached: new connections are answered 503",
+                  s->name, s->opt.max_connections);
+    grace__response_error(&c->out, 503, s->server_header);
+    c->close_after_write = true;
+}
+
+static void client_address(grace__conn_t *c, const struct sockaddr_storage *sa)
+{
+    if (sa->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)sa;
+        if (IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr))
+            inet_ntop(AF_INET, &a6->sin6_addr.s6_addr[12], c->client_ip, sizeof c->client_ip);
+        else
+            inet_ntop(AF_INET6, &a6->sin6_addr, c->client_ip, sizeof c->client_ip);
+        c->client_port = ntohs(a6->sin6_port);
+    } else {
+        const struct sockaddr_in *a4 = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &a4->sin_addr, c->client_ip, sizeof c->client_ip);
+        c->client_port = ntohs(a4->sin_port);
+    }
+}
+
 static void do_accept(grace__loop_t *L, grace__listener_t *l)
 {
     grace_server_t *s = l->server;
@@ -110,14 +194,13 @@ static void do_accept(grace__loop_t *L, grace__listener_t *l)
             if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
                 continue;
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                /* Out of descriptors: the connection waits in the kernel
-                 * queue; log and let other loops work. */
-                static _Atomic int64_t last_log;
-                int64_t now = now_ms();
-                if (now - atomic_load(&last_log) > 1000) {
-                    atomic_store(&last_log, now);
-                    grace_log("accept on [%s]: %s", l->shown, strerror(errno));
-                }
+                pause_accepting(L, l, errno);
+            } else if (errno == EAGAIN && L->episode_ms) {
+                /* The queue is empty: this loop has caught up. */
+                grace_log("accept on [%s]: loop %d accepts normally again after %lld ms "
+                          "(%ld pauses)",
+                          l->shown, L->id, (long long)(now_ms() - L->episode_ms), L->n_pauses);
+                L->episode_ms = 0;
             }
             return;
         }
@@ -136,19 +219,9 @@ static void do_accept(grace__loop_t *L, grace__listener_t *l)
         c->fd = fd;
         c->active_ms = now_ms();
         c->deadline_ms = c->active_ms + s->opt.idle_timeout_ms;
-        if (sa.ss_family == AF_INET6) {
-            struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&sa;
-            if (IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr))
-                inet_ntop(AF_INET, &a6->sin6_addr.s6_addr[12], c->client_ip, sizeof c->client_ip);
-            else
-                inet_ntop(AF_INET6, &a6->sin6_addr, c->client_ip, sizeof c->client_ip);
-            c->client_port = ntohs(a6->sin6_port);
-        } else {
-            struct sockaddr_in *a4 = (struct sockaddr_in *)&sa;
-            inet_ntop(AF_INET, &a4->sin_addr, c->client_ip, sizeof c->client_ip);
-            c->client_port = ntohs(a4->sin_port);
-        }
-        atomic_fetch_add(&s->n_conns, 1);
+        client_address(c, &sa);
+        if ((size_t)atomic_fetch_add(&s->n_conns, 1) >= s->opt.max_connections)
+            over_limit(c);
         c->next = L->conns.next;
         c->prev = &L->conns;
         L->conns.next->prev = c;
@@ -208,9 +281,12 @@ static void maintenance(grace__loop_t *L)
     if (drain)
         release_listeners(L);
     int64_t now = now_ms();
+    resume_accepting(L, now);
     if (!drain && now < L->next_scan_ms)
         return;
     L->next_scan_ms = now + SCAN_MS;
+    if (L->n_paused && L->resume_ms < L->next_scan_ms)
+        L->next_scan_ms = L->resume_ms;
     for (grace__conn_t *c = L->conns.next, *n; c != &L->conns; c = n) {
         n = c->next;
         if (atomic_exchange(&c->busy, 1))

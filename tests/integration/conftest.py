@@ -18,6 +18,7 @@ bounded by a generous timeout and fails the test with what was seen.
 import ctypes
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -63,8 +64,9 @@ class Server:
     stderr is read line by line by a background thread into self.lines, so
     the pipe never fills and a test can wait for a given line."""
 
-    def __init__(self, name, args=(), n_ports=1, host=True):
+    def __init__(self, name, args=(), n_ports=1, host=True, nofile=None):
         self.name = name
+        self.nofile = nofile  # RLIMIT_NOFILE for the server (None: ours)
         self.exe = example_path(name)
         self.argv = [str(self.exe)]
         if host:
@@ -86,12 +88,16 @@ class Server:
                 f"example binary {self.exe} not found: build it first "
                 f"(GRACE_BUILD_DIR={BUILD_DIR})"
             )
+        limit = self.nofile
         self.proc = subprocess.Popen(
             self.argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env=sanitizer_env(),
+            preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)))
+            if limit
+            else None,
         )
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()
@@ -238,8 +244,8 @@ class ServerPool:
     def __init__(self):
         self.servers = []
 
-    def start(self, name, *args, n_ports=1, host=True):
-        srv = Server(name, args, n_ports=n_ports, host=host)
+    def start(self, name, *args, n_ports=1, host=True, nofile=None):
+        srv = Server(name, args, n_ports=n_ports, host=host, nofile=nofile)
         self.servers.append(srv)
         return srv.start()
 
