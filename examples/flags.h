@@ -23,10 +23,14 @@
  *   --max-draining N        max_draining (old processes draining at once)
  *   --drain-idle-ms N       drain_idle_ms (draining: close connections idle
  *                           this long)
+ *   --probation-ms N        probation_ms (old process keeps its sockets while
+ *                           the new one proves itself)
  * and, where the example has the admin page (EX_FLAG_ADMIN):
  *   --admin-token T         admin requests need "Bearer T" or ?token=T
  *   --admin-trusted CIDRS   trusted_networks (repeatable, or comma-separated)
  *   --admin-allow-dir DIR   allowed_exe_dirs for newExeFilePath (repeatable)
+ *   --admin-allow-host NAME allowed_hosts: a Host name besides IP addresses
+ *                           and localhost (repeatable)
  * A bad flag or value prints a message to stderr and exits 2. Options are
  * given to grace_server_set_options() only when one of them was set, so an
  * example run without flags uses grace's own defaults -- except graceful
@@ -48,7 +52,7 @@
 #include <string.h>
 
 #define EX_MAX_PORTS 16
-#define EX_MAX_LIST 16 /* --admin-trusted networks, --admin-allow-dir directories */
+#define EX_MAX_LIST 16 /* --admin-trusted networks, --admin-allow-dir dirs, --admin-allow-host */
 
 enum {
     EX_FLAG_SLEEP = 1 << 0, /* the example accepts --sleep-ms */
@@ -72,6 +76,8 @@ typedef struct {
     char admin_trusted_buf[EX_MAX_LIST][64];
     const char *admin_dirs[EX_MAX_LIST + 1];
     size_t n_admin_dirs;
+    const char *admin_hosts[EX_MAX_LIST + 1];
+    size_t n_admin_hosts;
 } ex_flags_t;
 
 /* Print the usage message. usage_line is the example's own synopsis, e.g.
@@ -82,7 +88,7 @@ static inline void ex_usage(FILE *f, const char *usage_line, const char *what, u
             "usage: %s [--host ADDR] [--access-log] [--max-body N] [--max-header-bytes N]\n"
             "          [--read-timeout-ms N] [--idle-timeout-ms N] [--max-connections N]%s\n"
             "          [--no-graceful] [--graceful-timeout-ms N] [--shutdown-timeout-ms N]\n"
-            "          [--max-draining N] [--drain-idle-ms N]\n%s"
+            "          [--max-draining N] [--drain-idle-ms N] [--probation-ms N]\n%s"
             "%s\n\n"
             "  --host ADDR             listen on ADDR only (default: all addresses)\n"
             "  --access-log            log one line per request\n"
@@ -104,12 +110,15 @@ static inline void ex_usage(FILE *f, const char *usage_line, const char *what, u
             "  --drain-idle-ms N       while draining, a keep-alive connection idle N ms is\n"
             "                          closed; busier ones get their next request answered\n"
             "                          with \"Connection: close\" (default 1000)\n"
+            "  --probation-ms N        after a restart the old process keeps its sockets N ms\n"
+            "                          and takes them back if the new one crashes (2000)\n"
             "%s"
             "  Port 0 picks a free port; the log line \"http server started listening on\n"
             "  [ADDR:PORT]\" shows the one chosen.\n",
             usage_line, (accept & EX_FLAG_SLEEP) ? " [--sleep-ms N]" : "",
             (accept & EX_FLAG_ADMIN) ? "          [--admin-token T] [--admin-trusted CIDRS]"
                                        " [--admin-allow-dir DIR]\n"
+                                       "          [--admin-allow-host NAME]\n"
                                      : "",
             what,
             (accept & EX_FLAG_SLEEP)
@@ -125,6 +134,9 @@ static inline void ex_usage(FILE *f, const char *usage_line, const char *what, u
                   "  --admin-allow-dir DIR   newExeFilePath may also name an executable in DIR\n"
                   "                          (repeatable; the running executable's directory\n"
                   "                          is always allowed)\n"
+                  "  --admin-allow-host NAME the admin routes also answer requests whose Host\n"
+                  "                          is NAME (any port); by default only IP addresses\n"
+                  "                          and localhost, against DNS rebinding (repeatable)\n"
                 : "");
 }
 
@@ -241,9 +253,9 @@ static inline void ex_parse_flags(int argc, char **argv, ex_flags_t *f, const ch
             f->restart.graceful = 0;
             continue;
         }
-        bool admin_flag = strcmp(name, "--admin-token") == 0 ||
-                          strcmp(name, "--admin-trusted") == 0 ||
-                          strcmp(name, "--admin-allow-dir") == 0;
+        bool admin_flag =
+            strcmp(name, "--admin-token") == 0 || strcmp(name, "--admin-trusted") == 0 ||
+            strcmp(name, "--admin-allow-dir") == 0 || strcmp(name, "--admin-allow-host") == 0;
         if (admin_flag && !(accept & EX_FLAG_ADMIN))
             ex_bad_flag(f, arg);
 
@@ -256,6 +268,7 @@ static inline void ex_parse_flags(int argc, char **argv, ex_flags_t *f, const ch
                      strcmp(name, "--graceful-timeout-ms") == 0 ||
                      strcmp(name, "--shutdown-timeout-ms") == 0 ||
                      strcmp(name, "--max-draining") == 0 || strcmp(name, "--drain-idle-ms") == 0 ||
+                     strcmp(name, "--probation-ms") == 0 ||
                      admin_flag ||
                      ((accept & EX_FLAG_SLEEP) && strcmp(name, "--sleep-ms") == 0);
         if (!known)
@@ -289,9 +302,17 @@ static inline void ex_parse_flags(int argc, char **argv, ex_flags_t *f, const ch
             ok = *val != '\0' && f->n_admin_dirs < EX_MAX_LIST;
             if (ok)
                 f->admin_dirs[f->n_admin_dirs++] = val;
+        } else if (strcmp(name, "--admin-allow-host") == 0) {
+            /* grace checks the name itself (ex_enable_admin exits 1). */
+            ok = *val != '\0' && f->n_admin_hosts < EX_MAX_LIST;
+            if (ok)
+                f->admin_hosts[f->n_admin_hosts++] = val;
         } else if (strcmp(name, "--max-draining") == 0) {
             ok = ex_parse_num(val, 63, &n) && n > 0;
             f->restart.max_draining = (int)n;
+        } else if (strcmp(name, "--probation-ms") == 0) {
+            ok = ex_parse_num(val, 86400000, &n) && n > 0;
+            f->restart.probation_ms = n;
         } else if (strcmp(name, "--drain-idle-ms") == 0) {
             ok = ex_parse_num(val, 86400000, &n) && n > 0;
             f->restart.drain_idle_ms = n;
@@ -373,7 +394,8 @@ static inline void ex_configure(grace_server_t *s, const ex_flags_t *f, const in
  */
 static inline void ex_enable_admin(grace_server_t *s, const ex_flags_t *f)
 {
-    if (f->admin_token == NULL && f->n_admin_trusted == 0 && f->n_admin_dirs == 0) {
+    if (f->admin_token == NULL && f->n_admin_trusted == 0 && f->n_admin_dirs == 0 &&
+        f->n_admin_hosts == 0) {
         ex_check(f, grace_server_enable_admin(s, NULL), "cannot enable the admin page");
         return;
     }
@@ -381,6 +403,7 @@ static inline void ex_enable_admin(grace_server_t *s, const ex_flags_t *f)
         .token = f->admin_token,
         .trusted_networks = f->n_admin_trusted ? f->admin_trusted : NULL,
         .allowed_exe_dirs = f->n_admin_dirs ? f->admin_dirs : NULL,
+        .allowed_hosts = f->n_admin_hosts ? f->admin_hosts : NULL,
     };
     ex_check(f, grace_server_enable_admin_ex(s, &opt), "cannot enable the admin page");
 }

@@ -213,7 +213,8 @@ struct grace_server {
     atomic_long n_refused;              /* 503s of the current episode */
     atomic_long n_inflight;             /* requests inside the handler chain */
     atomic_uint_fast64_t released_mask; /* loops that dropped the listeners (drain) */
-    atomic_bool listeners_closed;       /* every loop dropped them; fds closed */
+    atomic_bool all_released;           /* every loop dropped them */
+    atomic_bool listeners_closed;       /* ... and the fds are closed (after probation) */
     atomic_int_fast64_t drain_start_ms; /* when the drain began (monotonic); 0 before */
     char *cert_path, *key_path;         /* HTTPS, set by enable_https */
     SSL_CTX *tls_ctx;                   /* built at start */
@@ -229,6 +230,9 @@ typedef struct {
     grace__middleware_t global_mw[GRACE__MAX_MIDDLEWARE];
     size_t n_global_mw;
     atomic_int_fast64_t drain_idle_ms; /* restart option drain_idle_ms (conn.c reads it) */
+    /* Probation of a restart (restart.c): until then a draining process keeps
+     * its listening sockets open, to take them back if the new one dies. */
+    atomic_int_fast64_t probation_until_ms; /* monotonic; 0: none */
 } grace__proc_t;
 
 extern grace__proc_t grace__proc;
@@ -278,7 +282,14 @@ const grace_request_t *grace__conn_request(const grace__conn_t *c);
 
 /* server.c */
 void grace__server_conn_closed(grace_server_t *s); /* after n_conns-- */
+/* Every loop dropped s's listeners (workers.c): close them, unless a
+ * restart's probation keeps them; then s may stop. */
 void grace__server_listeners_released(grace_server_t *s);
+/* Probation over: close what grace__server_listeners_released kept. */
+void grace__servers_probation_over(void);
+/* Probation rollback: every draining server whose listeners are still open
+ * runs again (its loops take the listeners back). Returns how many. */
+int grace__servers_undrain(void);
 
 /* server.c: drain every running server (no log line); stop waiting for
  * connections (drain limit passed, or a second shutdown signal); wait until

@@ -87,11 +87,21 @@ static struct {
     pid_t kids[MAX_CHILDREN];              /* new processes that took over: reaped on exit */
     int n_kids;
     int64_t next_reap_ms; /* monitor thread: fallback poll of kids */
+    /* Probation (under kids_mu): the successor, its channel (the ready
+     * socket, kept open), what it said, and how it exited. */
+    pid_t successor;
+    int probation_fd;
+    char probation_msg[64];
+    size_t probation_len;
+    int64_t ready_ms;
+    bool successor_exited;
+    int successor_status;
 } rs = {
     .mu = PTHREAD_MUTEX_INITIALIZER,
     .kids_mu = PTHREAD_MUTEX_INITIALIZER,
-    .opt = {0, 30000, 5000, 8, 1000},
+    .opt = {0, 30000, 5000, 8, 1000, 2000},
     .ready_fd = -1,
+    .probation_fd = -1,
 };
 
 /* ---- Start-up: facts and inherited sockets --------------------------------- */
@@ -230,6 +240,16 @@ int grace__inherit_take(const char *server, const char *spec)
     return fd;
 }
 
+/* A line to the process that started us, on the ready channel (a stream
+ * socket: no SIGPIPE if it is gone). */
+static void tell_parent(const char *msg, size_t len)
+{
+    ssize_t w;
+    do
+        w = send(rs.ready_fd, msg, len, MSG_NOSIGNAL);
+    while (w < 0 && errno == EINTR);
+}
+
 void grace_ready(void)
 {
     pthread_mutex_lock(&rs.mu);
@@ -254,12 +274,9 @@ void grace_ready(void)
     }
     char msg[32];
     int len = snprintf(msg, sizeof msg, "ready %ld\n", (long)getpid());
-    ssize_t w;
-    do
-        w = write(rs.ready_fd, msg, (size_t)len);
-    while (w < 0 && errno == EINTR);
-    close(rs.ready_fd);
-    rs.ready_fd = -1;
+    tell_parent(msg, (size_t)len);
+    /* The channel stays open: the parent watches it during its probation
+     * (EOF: we exited; "handed over": we passed the sockets on). */
     pthread_mutex_unlock(&rs.mu);
 }
 
@@ -269,7 +286,7 @@ int grace_set_restart_options(const grace_restart_options_t *o)
 {
     if (o == NULL || o->graceful_timeout_ms < 0 || o->graceful_shutdown_timeout_ms < 0 ||
         o->max_draining < 0 || o->max_draining >= MAX_DRAINERS || o->drain_idle_ms < 0 ||
-        o->drain_idle_ms > 86400000)
+        o->drain_idle_ms > 86400000 || o->probation_ms < 0)
         return GRACE_EINVAL;
     pthread_mutex_lock(&rs.mu);
     rs.opt.graceful = o->graceful != 0;
@@ -281,6 +298,8 @@ int grace_set_restart_options(const grace_restart_options_t *o)
         rs.opt.max_draining = o->max_draining;
     if (o->drain_idle_ms)
         rs.opt.drain_idle_ms = o->drain_idle_ms;
+    if (o->probation_ms)
+        rs.opt.probation_ms = o->probation_ms;
     atomic_store(&grace__proc.drain_idle_ms, rs.opt.drain_idle_ms);
     pthread_mutex_unlock(&rs.mu);
     return 0;
@@ -303,6 +322,21 @@ const char *grace_executable_path(void)
     return rs.exe;
 }
 
+/* The channel to the process that started us is kept while it may watch
+ * us (its probation); once it has exited (EOF), close our end. Monitor
+ * thread; never blocks (a restart in progress holds rs.mu: next time). */
+static void forget_parent(void)
+{
+    if (pthread_mutex_trylock(&rs.mu) != 0)
+        return;
+    char b;
+    if (rs.ready_fd >= 0 && rs.ready_sent && recv(rs.ready_fd, &b, 1, MSG_DONTWAIT | MSG_PEEK) == 0) {
+        close(rs.ready_fd);
+        rs.ready_fd = -1;
+    }
+    pthread_mutex_unlock(&rs.mu);
+}
+
 /* ---- Drain limit -------------------------------------------------------------- */
 
 void grace__drain_begin(void)
@@ -323,15 +357,96 @@ bool grace__is_draining(void)
  * children, for programs that keep SIGCHLD for themselves. */
 void grace__drain_tick(int64_t now)
 {
-    if (now >= rs.next_reap_ms) {
-        rs.next_reap_ms = now + 1000;
-        grace__reap_children();
+    int64_t probation = atomic_load(&grace__proc.probation_until_ms);
+    if (probation || now >= rs.next_reap_ms) {
+        /* Every tick during a probation (the successor's channel is read
+         * here), else once a second. */
+        if (now >= rs.next_reap_ms) {
+            rs.next_reap_ms = now + 1000;
+            forget_parent();
+        }
+        grace__reap_children(); /* (also checks the probation) */
     }
     int64_t deadline = atomic_load(&rs.drain_deadline_ms);
-    if (deadline == 0 || now < deadline)
+    if (deadline == 0 || now < deadline || probation)
         return;
     atomic_store(&rs.drain_deadline_ms, INT64_MAX); /* once */
     grace__force_stop("graceful_shutdown_timeout passed");
+}
+
+/* ---- Probation ------------------------------------------------------------------ */
+
+/* For probation_ms after its successor said ready, a draining process keeps
+ * its listening sockets open without accepting on them (server.c holds the
+ * close back while grace__proc.probation_until_ms is set). The successor
+ * keeps the ready channel open and writes "handed over" if it passes the
+ * sockets on in turn: from then on it watches its own successor. If it
+ * crashes first (a signal, or a non-zero exit status), this process takes
+ * the sockets back and serves again: connections queued meanwhile were
+ * waiting in the kernel queue both processes share, so only what the dead
+ * process held is lost. A successor that exits with 0 was shut down on
+ * purpose and is not replaced. Called with kids_mu held. */
+static void probation_end(void)
+{
+    if (rs.probation_fd >= 0)
+        close(rs.probation_fd);
+    rs.probation_fd = -1;
+    rs.successor = 0;
+    rs.successor_exited = false;
+    rs.probation_len = 0;
+    atomic_store(&grace__proc.probation_until_ms, 0);
+    grace__servers_probation_over(); /* close what the drain kept open */
+}
+
+static void take_back(int64_t now)
+{
+    int st = rs.successor_status;
+    char how[96];
+    if (WIFSIGNALED(st))
+        snprintf(how, sizeof how, "was killed by signal %d (%s)", WTERMSIG(st),
+                 strsignal(WTERMSIG(st)));
+    else
+        snprintf(how, sizeof how, "exited with status %d", WEXITSTATUS(st));
+    grace_log("new process %d %s %lld ms after it was ready (probation %lld ms): this process "
+              "takes its sockets back and keeps serving",
+              (int)rs.successor, how, (long long)(now - rs.ready_ms),
+              (long long)rs.opt.probation_ms);
+    atomic_store(&rs.drain_deadline_ms, 0);
+    atomic_store(&rs.handed_over, false);
+    grace__servers_undrain(); /* before the probation ends: nothing may close */
+    probation_end();
+}
+
+static void probation_check(int64_t now)
+{
+    if (rs.successor == 0)
+        return;
+    ssize_t n;
+    while (rs.probation_len < sizeof rs.probation_msg - 1 &&
+           (n = recv(rs.probation_fd, rs.probation_msg + rs.probation_len,
+                     sizeof rs.probation_msg - 1 - rs.probation_len, MSG_DONTWAIT)) > 0)
+        rs.probation_len += (size_t)n;
+    rs.probation_msg[rs.probation_len] = '\0';
+    int st = rs.successor_status;
+    if (strstr(rs.probation_msg, "handed over\n"))
+        probation_end(); /* it serves through a successor of its own */
+    else if (rs.successor_exited && (WIFSIGNALED(st) || WEXITSTATUS(st) != 0))
+        take_back(now);
+    else if (rs.successor_exited || now >= atomic_load(&grace__proc.probation_until_ms))
+        probation_end();
+}
+
+static void start_probation(pid_t pid, int fd, const char *pending)
+{
+    pthread_mutex_lock(&rs.kids_mu);
+    rs.successor = pid;
+    rs.probation_fd = fd;
+    rs.successor_exited = false;
+    rs.ready_ms = grace__now_ms();
+    snprintf(rs.probation_msg, sizeof rs.probation_msg, "%s", pending);
+    rs.probation_len = strlen(rs.probation_msg);
+    atomic_store(&grace__proc.probation_until_ms, rs.ready_ms + rs.opt.probation_ms);
+    pthread_mutex_unlock(&rs.kids_mu);
 }
 
 /* ---- Children ------------------------------------------------------------------ */
@@ -369,8 +484,13 @@ void grace__reap_children(void)
         else if (w > 0)
             grace_log("process %d (which took over from this one) exited with status %d", (int)w,
                       WEXITSTATUS(status));
+        if (w > 0 && w == rs.successor) {
+            rs.successor_exited = true;
+            rs.successor_status = status;
+        }
         rs.kids[i] = rs.kids[--rs.n_kids]; /* reaped, or not ours any more (ECHILD) */
     }
+    probation_check(grace__now_ms());
     pthread_mutex_unlock(&rs.kids_mu);
 }
 
@@ -578,8 +698,9 @@ static void reap_failed(pid_t pid, char *why, size_t why_len)
 }
 
 /* Wait for "ready" from the child. Returns its PID, or an error after
- * killing and reaping it. */
-static int wait_ready(pid_t pid, int ready_r, char *why, size_t why_len)
+ * killing and reaping it. What came after the ready line goes to pending
+ * (64 bytes), for the probation. */
+static int wait_ready(pid_t pid, int ready_r, char pending[64], char *why, size_t why_len)
 {
     int64_t deadline = grace__now_ms() + rs.opt.graceful_timeout_ms;
     char buf[64];
@@ -605,8 +726,11 @@ static int wait_ready(pid_t pid, int ready_r, char *why, size_t why_len)
         if (n > 0) {
             len += (size_t)n;
             buf[len] = '\0';
-            if (strncmp(buf, "ready ", 6) == 0 && strchr(buf, '\n'))
+            char *eol = strchr(buf, '\n');
+            if (strncmp(buf, "ready ", 6) == 0 && eol) {
+                snprintf(pending, 64, "%s", eol + 1);
                 return pid;
+            }
             if (len < sizeof buf - 1)
                 continue;
         }
@@ -672,7 +796,7 @@ static int graceful_restart(const char *exe, grace_restart_outcome_t *out)
     }
     grace__buf_t fds = {0};
     char **env = NULL;
-    int pipefd[2] = {-1, -1};
+    int chan[2] = {-1, -1}; /* the ready channel: [0] ours, [1] the child's */
     drainer_t live[MAX_DRAINERS];
     int n_live = 0;
     int r = may_restart(exe, live, &n_live, out);
@@ -685,34 +809,44 @@ static int graceful_restart(const char *exe, grace_restart_outcome_t *out)
         goto out;
     }
     grace_log("server reloading");
-    if (pipe2(pipefd, O_CLOEXEC) < 0) {
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, chan) < 0) {
         r = -errno;
-        snprintf(out->why, sizeof out->why, "pipe: %s", grace_strerror(r));
+        snprintf(out->why, sizeof out->why, "socketpair: %s", grace_strerror(r));
         goto out;
     }
     char draining[MAX_DRAINERS * 64];
     format_drainers(draining, sizeof draining, live, n_live);
-    if ((env = child_env(&fds, pipefd[1], draining)) == NULL) {
+    if ((env = child_env(&fds, chan[1], draining)) == NULL) {
         r = GRACE_ENOMEM;
         goto out;
     }
-    pid_t pid = spawn(exe, &fds, pipefd[1], env);
-    close(pipefd[1]);
-    pipefd[1] = -1;
+    pid_t pid = spawn(exe, &fds, chan[1], env);
+    close(chan[1]);
+    chan[1] = -1;
     if (pid < 0) {
         r = pid;
         snprintf(out->why, sizeof out->why, "fork: %s", grace_strerror(r));
         goto out;
     }
-    r = wait_ready(pid, pipefd[0], out->why, sizeof out->why);
+    char pending[64] = "";
+    r = wait_ready(pid, chan[0], pending, out->why, sizeof out->why);
     if (r > 0) {
         out->pid = r;
         atomic_store(&rs.handed_over, true);
+        start_probation(pid, chan[0], pending);
+        chan[0] = -1; /* the probation owns it now */
         track_child(pid);
         grace_log("new process %d is serving; this process finishes its requests and exits",
                   (int)pid);
         grace__drain_begin();
         grace__drain_all();
+        if (rs.ready_fd >= 0) {
+            /* Our own parent may still be on probation watch: it need not
+             * take the sockets back if we exit now. */
+            tell_parent("handed over\n", 12);
+            close(rs.ready_fd);
+            rs.ready_fd = -1;
+        }
     }
 out:
     if (r < 0 && out->why[0] == '\0')
@@ -721,10 +855,10 @@ out:
         grace_log("restart refused: %s", out->why);
     else if (r < 0)
         grace_log("restart failed: %s; this process keeps serving", out->why);
-    if (pipefd[0] >= 0)
-        close(pipefd[0]);
-    if (pipefd[1] >= 0)
-        close(pipefd[1]);
+    if (chan[0] >= 0)
+        close(chan[0]);
+    if (chan[1] >= 0)
+        close(chan[1]);
     free_env(env);
     grace__buf_free(&fds);
     pthread_mutex_unlock(&rs.mu);

@@ -571,7 +571,49 @@ void grace__server_conn_closed(grace_server_t *s)
 
 void grace__server_listeners_released(grace_server_t *s)
 {
+    int64_t probation = atomic_load(&grace__proc.probation_until_ms);
+    if (probation && grace__now_ms() < probation)
+        return; /* grace__servers_probation_over() comes back */
+    pthread_mutex_lock(&grace__proc.mu); /* against grace__servers_undrain */
+    bool close_now = atomic_load(&s->all_released) && !atomic_load(&s->listeners_closed) &&
+                     atomic_load(&s->state) == GRACE__SRV_DRAINING;
+    if (close_now) {
+        for (size_t i = 0; i < s->n_listeners; i++) {
+            close(s->listeners[i].fd);
+            s->listeners[i].fd = -1;
+        }
+        atomic_store(&s->listeners_closed, true);
+    }
+    pthread_mutex_unlock(&grace__proc.mu);
     maybe_stopped(s);
+}
+
+void grace__servers_probation_over(void)
+{
+    pthread_mutex_lock(&grace__proc.mu);
+    grace_server_t *head = grace__proc.servers;
+    pthread_mutex_unlock(&grace__proc.mu);
+    for (grace_server_t *s = head; s; s = s->next)
+        if (atomic_load(&s->all_released))
+            grace__server_listeners_released(s);
+}
+
+int grace__servers_undrain(void)
+{
+    int n = 0;
+    pthread_mutex_lock(&grace__proc.mu);
+    for (grace_server_t *s = grace__proc.servers; s; s = s->next) {
+        int expected = GRACE__SRV_DRAINING;
+        if (atomic_load(&s->listeners_closed) ||
+            !atomic_compare_exchange_strong(&s->state, &expected, GRACE__SRV_RUNNING))
+            continue;
+        atomic_store(&s->all_released, false);
+        atomic_store(&s->drain_start_ms, 0);
+        n++;
+    }
+    pthread_mutex_unlock(&grace__proc.mu);
+    grace__engine_drain_server(NULL); /* every loop syncs its listeners */
+    return n;
 }
 
 void grace__force_stop(const char *why)

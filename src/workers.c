@@ -236,9 +236,11 @@ static void do_accept(grace__loop_t *L, grace__listener_t *l)
 
 /* ---- Loop ------------------------------------------------------------------ */
 
-/* Drop the listeners of draining servers from this loop; the last loop to do
- * so closes them. */
-static void release_listeners(grace__loop_t *L)
+/* Make this loop's epoll set match the servers' states: a draining server's
+ * listeners leave it (once every loop has let go, server.c closes them --
+ * after the probation of a restart); a server running again after a
+ * probation rollback gets its listeners back. */
+static void sync_listeners(grace__loop_t *L)
 {
     uint_fast64_t bit = (uint_fast64_t)1 << L->id;
     uint_fast64_t all =
@@ -247,17 +249,22 @@ static void release_listeners(grace__loop_t *L)
     grace_server_t *head = grace__proc.servers;
     pthread_mutex_unlock(&grace__proc.mu);
     for (grace_server_t *s = head; s; s = s->next) {
-        if (atomic_load(&s->state) != GRACE__SRV_DRAINING || (atomic_load(&s->released_mask) & bit))
-            continue;
-        for (size_t i = 0; i < s->n_listeners; i++)
-            epoll_ctl(L->epfd, EPOLL_CTL_DEL, s->listeners[i].fd, NULL);
-        if ((atomic_fetch_or(&s->released_mask, bit) | bit) == all) {
-            for (size_t i = 0; i < s->n_listeners; i++) {
-                close(s->listeners[i].fd);
-                s->listeners[i].fd = -1;
+        int st = atomic_load(&s->state);
+        bool released = atomic_load(&s->released_mask) & bit;
+        if (st == GRACE__SRV_DRAINING && !released) {
+            for (size_t i = 0; i < s->n_listeners; i++)
+                epoll_ctl(L->epfd, EPOLL_CTL_DEL, s->listeners[i].fd, NULL);
+            if ((atomic_fetch_or(&s->released_mask, bit) | bit) == all) {
+                atomic_store(&s->all_released, true);
+                grace__server_listeners_released(s);
             }
-            atomic_store(&s->listeners_closed, true);
-            grace__server_listeners_released(s);
+        } else if (st == GRACE__SRV_RUNNING && released) {
+            for (size_t i = 0; i < s->n_listeners; i++) {
+                struct epoll_event ev = {EPOLLIN | EPOLLEXCLUSIVE, {.ptr = &s->listeners[i]}};
+                epoll_ctl(L->epfd, EPOLL_CTL_ADD, s->listeners[i].fd, &ev);
+            }
+            atomic_fetch_and(&s->released_mask, ~bit);
+            atomic_store(&s->all_released, false);
         }
     }
 }
@@ -279,7 +286,7 @@ static void maintenance(grace__loop_t *L)
     }
     bool drain = atomic_exchange(&L->check_drain, false);
     if (drain)
-        release_listeners(L);
+        sync_listeners(L);
     int64_t now = now_ms();
     resume_accepting(L, now);
     if (!drain && now < L->next_scan_ms)

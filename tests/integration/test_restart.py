@@ -39,6 +39,7 @@ from conftest import (
     zombie_children,
 )
 from loadgen import LoadGen, Target, run_errors
+from wrkload import Loads, Wrk
 from restarts import (
     admin,
     admin_restart,
@@ -239,8 +240,10 @@ def test_seed_walkthrough_sleep_survives_admin_restart(grace_servers):
 
 def test_no_failed_request_across_20_restarts_under_load(grace_servers):
     """hello under keep-alive and new-connection load, restarted 20 times in
-    a row (SIGUSR1 and admin alternately, each waited for): no request fails."""
-    srv = grace_servers.start("hello", "--port", "0")
+    a row (SIGUSR1 and admin alternately, each waited for): no request fails.
+    (A short probation: each old generation is waited for before the next
+    restart, and the probation is not what this test is about.)"""
+    srv = grace_servers.start("hello", "--port", "0", "--probation-ms", "200")
     gen = LoadGen([Target(srv.port, "/", HELLO)], keepalive=4, fresh=2)
     pids = [srv.pid]
     overlapped = 0
@@ -400,6 +403,44 @@ def test_rollback_keeps_the_old_process_serving(grace_servers):
     assert p2 != p1
     assert wait_gone(srv, p1) == 0
     assert get_pid(srv) == p2
+
+
+def test_new_process_that_crashes_during_probation_gives_the_sockets_back(grace_servers):
+    """A new executable that says ready, then aborts 300 ms later: the old
+    process, on probation watch, takes its listening sockets back and
+    serves on. wrk never meets a refused connection (the kernel queue lived
+    on in the old process); only connections the dead process held could
+    fail. A normal restart works afterwards."""
+    srv = grace_servers.start("basic", "--port", "0", "--admin-allow-dir", str(HELPERS))
+    p1 = srv.pid
+    loads = Loads(Wrk(srv.url("/"), 8), Wrk(srv.url("/"), 2, close=True))
+    with loads:
+        loads.wait_progress(200)
+        mark = srv.mark()
+        r = admin(srv, "restart", exe=HELPERS / "dies_after_ready")
+        assert r.status_code == 200, f"{r.status_code} {r.text!r}\n{srv.stderr()}"
+        p2 = int(re.fullmatch(r"restarted: new pid (\d+)\n", r.text).group(1))
+        srv.wait_for_line(
+            line_re(p1, rf"new process {p2} was killed by signal 6 \(Aborted\) \d+ ms after it "
+                        r"was ready \(probation 2000 ms\): this process takes its sockets back "
+                        r"and keeps serving"),
+            start=mark,
+        )  # fmt: skip
+        srv.expect_exit[p2] = -6
+        assert wait_gone(srv, p2) == -6
+        for _ in range(20):
+            assert get_pid(srv) == p1
+        loads.wait_progress(200)
+        loads.stop()
+    print("\n" + loads.report())
+    for run in loads.runs:
+        assert run.result["connect"] == 0, loads.report()  # never nothing listening
+        assert run.result["timeout"] == 0 and run.result["bad"] == 0, loads.report()
+    assert srv.pid_alive(p1)
+
+    p3 = admin_restart(srv)
+    assert wait_gone(srv, p1) == 0
+    assert get_pid(srv) == p3
 
 
 # ---- 4. drain limit ----------------------------------------------------------------
@@ -581,8 +622,9 @@ def test_no_leaks_after_20_restarts(grace_servers):
     """20 graceful restarts in a row: the 21st process holds exactly the
     descriptors the first one held (none inherited by accident, none left
     from the hand-over), every old generation exited 0 and was reaped, and
-    exactly one process of the program is left."""
-    srv = grace_servers.start("hello", "--port", "0")
+    exactly one process of the program is left. (A short probation: each
+    old generation is waited for.)"""
+    srv = grace_servers.start("hello", "--port", "0", "--probation-ms", "200")
     r = get_closing(srv.port)
     assert r.status == 200 and r.body == HELLO
     base = quiet_fds(srv.pid)
