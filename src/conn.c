@@ -112,78 +112,6 @@ void grace__conn_close(grace__conn_t *c)
         grace__server_conn_closed(s);
 }
 
-static void release_memory(grace__conn_t *c)
-{
-    grace__buf_free(&c->in);
-    grace__buf_free(&c->out);
-    grace__buf_free(&c->res.headers);
-    grace__buf_free(&c->res.body);
-    grace__arena_free(&c->arena);
-    free(c->headers);
-    free(c);
-}
-
-/* A connection for server s on loop L, from the loop's pool when it can be:
- * a reused one keeps its buffers, so a new connection allocates nothing. */
-grace__conn_t *grace__conn_new(grace__loop_t *L, grace_server_t *s)
-{
-    grace__conn_t *c = L->free_conns;
-    if (c) {
-        L->free_conns = c->next_closed;
-        L->n_free--;
-    } else if ((c = calloc(1, sizeof *c)) == NULL) {
-        return NULL;
-    }
-    c->kind = GRACE__EV_CONN;
-    c->loop = L;
-    c->server = s;
-    return c;
-}
-
-void grace__conn_free(grace__conn_t *c)
-{
-    grace__loop_t *L = c->loop;
-    c->prev->next = c->next;
-    c->next->prev = c->prev;
-    grace__tls_free(c->ssl);
-    if (L->n_free < CONN_POOL) {
-        /* Keep the memory, forget the connection. */
-        grace__conn_t keep = *c;
-        memset(c, 0, sizeof *c);
-        c->in = keep.in;
-        c->out = keep.out;
-        c->res.headers = keep.res.headers;
-        c->res.body = keep.res.body;
-        c->in.len = c->out.len = c->res.headers.len = c->res.body.len = 0;
-        c->arena = keep.arena;
-        grace__arena_reset(&c->arena);
-        c->headers = keep.headers;
-        c->headers_cap = keep.headers_cap;
-        c->next_closed = L->free_conns;
-        L->free_conns = c;
-        L->n_free++;
-        return;
-    }
-    release_memory(c);
-}
-
-/* Give back the memory of a connection that waits idle between requests
- * (its owner holds it; nothing is buffered): an idle keep-alive connection
- * then costs its struct alone. The next request allocates again. */
-static void conn_trim(grace__conn_t *c)
-{
-    if (c->in.len || c->out.len > c->out_off)
-        return;
-    grace__buf_free(&c->in);
-    grace__buf_free(&c->out);
-    grace__buf_free(&c->res.headers);
-    grace__buf_free(&c->res.body);
-    grace__arena_free(&c->arena);
-    free(c->headers);
-    c->headers = NULL;
-    c->headers_cap = 0;
-}
-
 /* Write c->out without blocking. Returns 1 when all is written, 0 on EAGAIN,
  * -1 when the peer is gone. */
 int grace__conn_flush(grace__conn_t *c)
@@ -245,13 +173,13 @@ static void bad_input(grace__conn_t *c, int status)
  * answer. */
 static void run_request(grace__conn_t *c, size_t consumed)
 {
-    grace_request_t *req = &c->req;
-    grace_response_t *res = &c->res;
+    grace_request_t *req = &c->ex->req;
+    grace_response_t *res = &c->ex->res;
     if (c->in.ptr != c->head_base) {
         /* The buffer moved while the body was read: the head's views point
          * into the old memory. Parsing the same bytes again is cheaper and
          * safer than rebasing every pointer. */
-        req->h.headers = c->headers;
+        req->h.headers = c->ex->headers;
         req->h.n_headers = c->server->opt.max_headers;
         grace__http_parse_request(c->in.ptr, c->head_len, c->server->opt.max_header_bytes, &req->h);
     }
@@ -267,7 +195,7 @@ static void run_request(grace__conn_t *c, size_t consumed)
     /* Route on the decoded path. */
     grace_str_t path = h.path;
     if (path.len && memchr(path.ptr, '%', path.len)) {
-        char *d = grace__arena_alloc(&c->arena, path.len + 1);
+        char *d = grace__arena_alloc(&c->ex->arena, path.len + 1);
         ssize_t n = d ? grace__url_decode(d, path.ptr, path.len, false) : -1;
         if (n < 0) {
             bad_input(c, 400);
@@ -324,14 +252,14 @@ static void run_request(grace__conn_t *c, size_t consumed)
                   ref.ptr ? ref.ptr : "", (int)ua.len, ua.ptr ? ua.ptr : "");
     }
 done:
-    grace__arena_reset(&c->arena);
+    grace__arena_reset(&c->ex->arena);
     grace__buf_consume(&c->in, consumed);
     /* A large request or answer must not pin its buffers for the rest of a
      * keep-alive connection's life. */
-    if (c->res.body.cap > BUF_KEEP)
-        grace__buf_free(&c->res.body);
-    if (c->res.headers.cap > BUF_KEEP)
-        grace__buf_free(&c->res.headers);
+    if (res->body.cap > BUF_KEEP)
+        grace__buf_free(&res->body);
+    if (res->headers.cap > BUF_KEEP)
+        grace__buf_free(&res->headers);
     if (c->in.len == 0 && c->in.cap > BUF_KEEP)
         grace__buf_free(&c->in);
     c->state = ST_HEAD;
@@ -353,20 +281,16 @@ static int try_request(grace__conn_t *c)
             c->req_started = true;
             c->req_start_ms = now_ms();
         }
-        if (c->headers_cap < o->max_headers) {
-            /* Allocated at the first request, not at accept: idle
-             * connections stay small (see conn_trim). */
-            grace_header_t *hs = realloc(c->headers, o->max_headers * sizeof *hs);
-            if (hs == NULL) {
-                queue_error(c, 503);
-                return REQ_DONE;
-            }
-            c->headers = hs;
-            c->headers_cap = o->max_headers;
+        /* Allocated at the first request, not at accept: idle connections
+         * stay small (see grace__conn_trim). */
+        grace__exchange_t *x = grace__exchange_get(c, o->max_headers);
+        if (x == NULL) {
+            queue_error(c, 503);
+            return REQ_DONE;
         }
-        c->req.h.headers = c->headers;
-        c->req.h.n_headers = o->max_headers;
-        int r = grace__http_parse_request(c->in.ptr, c->in.len, o->max_header_bytes, &c->req.h);
+        x->req.h.headers = x->headers;
+        x->req.h.n_headers = o->max_headers;
+        int r = grace__http_parse_request(c->in.ptr, c->in.len, o->max_header_bytes, &x->req.h);
         if (r == 0)
             return REQ_NEED;
         if (r < 0) {
@@ -376,7 +300,7 @@ static int try_request(grace__conn_t *c)
         c->head_len = (size_t)r;
         c->head_base = c->in.ptr;
         c->body_len = 0;
-        const grace__http_request_t *h = &c->req.h;
+        const grace__http_request_t *h = &x->req.h;
         if (h->chunked) {
             memset(&c->chunked, 0, sizeof c->chunked);
             c->state = ST_CHUNKED;
@@ -394,7 +318,7 @@ static int try_request(grace__conn_t *c)
             grace__buf_appends(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
     }
     if (c->state == ST_BODY) {
-        size_t want = c->head_len + (size_t)c->req.h.content_length;
+        size_t want = c->head_len + (size_t)c->ex->req.h.content_length;
         if (c->in.len < want) {
             if (grace__buf_reserve(&c->in, want - c->in.len) < 0) {
                 queue_error(c, 500);
@@ -402,7 +326,7 @@ static int try_request(grace__conn_t *c)
             }
             return REQ_NEED;
         }
-        c->body_len = (size_t)c->req.h.content_length;
+        c->body_len = (size_t)c->ex->req.h.content_length;
         run_request(c, want);
         return REQ_DONE;
     }
@@ -644,8 +568,8 @@ bool grace__conn_tick(grace__conn_t *c, int64_t now)
     }
     /* Between requests for IDLE_TRIM_MS or more: free the buffers until the
      * client speaks again. */
-    if (between && (c->in.cap || c->headers) && now - c->active_ms >= IDLE_TRIM_MS)
-        conn_trim(c);
+    if (between && (c->in.cap || c->ex) && now - c->active_ms >= IDLE_TRIM_MS)
+        grace__conn_trim(c);
     return true;
 }
 
@@ -701,7 +625,7 @@ grace_server_t *grace__conn_server(const grace__conn_t *c)
 
 grace__arena_t *grace__conn_arena(grace__conn_t *c)
 {
-    return &c->arena;
+    return &c->ex->arena;
 }
 
 bool grace__conn_draining(const grace__conn_t *c)
@@ -711,5 +635,5 @@ bool grace__conn_draining(const grace__conn_t *c)
 
 const grace_request_t *grace__conn_request(const grace__conn_t *c)
 {
-    return &c->req;
+    return &c->ex->req;
 }

@@ -25,18 +25,37 @@ enum {
     ACCEPTS_PER_WAKE = 64,
     READ_CHUNK = 4096,
     BUF_KEEP = 65536,    /* per-connection buffers above this are freed after use */
-    CONN_POOL = 256,     /* closed connections a loop keeps for reuse */
+    CONN_POOL = 256,     /* closed connections that keep their buffers for reuse */
+    CONN_POOL_IDLE = 8,  /* ... when the loop has accepted nothing for a while */
+    CONN_SLAB = 32,      /* connection structs allocated together (conn_pool.c) */
     IDLE_TRIM_MS = 1000, /* idle this long: a connection's buffers are freed */
 };
 
 enum { ST_HEAD, ST_BODY, ST_CHUNKED };
 
+/* What a connection needs while it answers requests: the request and
+ * response objects, the per-request arena and the parsed-header array (the
+ * server's max_headers entries), in one block. Allocated at a connection's
+ * first request and kept across its keep-alive requests; freed when the
+ * connection idles (conn_trim), so an idle connection costs its
+ * grace__conn_t alone. */
+typedef struct {
+    grace_request_t req;
+    grace_response_t res;
+    grace__arena_t arena;
+    size_t headers_cap;
+    grace_header_t headers[];
+} grace__exchange_t;
+
+typedef struct grace__slab grace__slab_t;
+
 struct grace__conn {
     int kind; /* GRACE__EV_CONN */
     int fd;
     grace__loop_t *loop;
+    grace__slab_t *slab;        /* where the struct lives (conn_pool.c) */
     grace_server_t *server;
-    grace__conn_t *prev, *next; /* loop's list, owner only */
+    grace__conn_t *prev, *next; /* loop's list (or its spare list), owner only */
     grace__conn_t *next_closed; /* loop's closed list, under loop->mu */
     atomic_int busy, pending;
     bool closed;
@@ -54,12 +73,8 @@ struct grace__conn {
     grace__chunked_t chunked;
     int64_t req_start_ms, deadline_ms;
     int64_t active_ms; /* last socket event, or the accept: idle since then */
-    grace__arena_t arena;
-    grace_header_t *headers; /* headers_cap entries (the server's max_headers) */
-    size_t headers_cap;
-    bool nodelay; /* TCP_NODELAY set (once the connection is reused) */
-    grace_request_t req;
-    grace_response_t res;
+    grace__exchange_t *ex; /* NULL while idle (trimmed) or never used */
+    bool nodelay;          /* TCP_NODELAY set (once the connection is reused) */
     char client_ip[INET6_ADDRSTRLEN];
     int client_port;
     SSL *ssl;         /* HTTPS connection, else NULL */
@@ -81,8 +96,12 @@ struct grace__loop {
     grace__conn_t conns; /* list head (sentinel), owner only */
     pthread_mutex_t mu;  /* guards closed */
     grace__conn_t *closed;
-    grace__conn_t *free_conns; /* owner only: closed connections kept for reuse */
-    int n_free;
+    grace__conn_t spare; /* owner only: list head of free structs (conn_pool.c) */
+    int n_spare;
+    int n_pooled;           /* spare structs that kept their buffers */
+    int64_t last_accept_ms; /* owner only: pool shrinks when accepts stop */
+    long n_released;        /* connections freed to malloc since the last trim */
+    int64_t trimmed_ms;     /* last malloc_trim() by this loop */
     atomic_bool check_drain;
     int64_t next_scan_ms;
     /* Out of descriptors (EMFILE): listeners taken out of this loop's epoll
@@ -105,11 +124,21 @@ static inline int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* conn_pool.c (owner only) */
+grace__conn_t *grace__conn_new(grace__loop_t *L, grace_server_t *s);
+void grace__conn_free(grace__conn_t *c);
+/* Free the buffers of spare structs beyond keep. */
+void grace__conn_pool_shrink(grace__loop_t *L, int keep);
+/* Free an idle connection's buffers and exchange; the next request
+ * allocates them again. */
+void grace__conn_trim(grace__conn_t *c);
+/* c's exchange, with room for max_headers (before a head is parsed: it may
+ * move). NULL when out of memory. */
+grace__exchange_t *grace__exchange_get(grace__conn_t *c, size_t max_headers);
+
 /* conn.c */
-grace__conn_t *grace__conn_new(grace__loop_t *L, grace_server_t *s); /* owner only */
 void grace__conn_event(grace__conn_t *c);
 void grace__conn_close(grace__conn_t *c);
-void grace__conn_free(grace__conn_t *c);
 int grace__conn_flush(grace__conn_t *c);
 void grace__conn_linger(grace__conn_t *c, int64_t now);
 /* Timers of one connection, run by the loop owner between batches with the

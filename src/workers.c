@@ -38,6 +38,7 @@
 #include <arpa/inet.h>
 #include <signal.h>
 #include <stdio.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -209,6 +210,7 @@ static void do_accept(grace__loop_t *L, grace__listener_t *l)
             close(fd);
             continue;
         }
+        L->last_accept_ms = c->active_ms = now_ms();
         if (l->tls && (c->ssl = grace__tls_new(s->tls_ctx, fd)) == NULL) {
             c->fd = -1;
             c->prev = c->next = c; /* not listed yet: conn_free unlinks nothing */
@@ -217,7 +219,6 @@ static void do_accept(grace__loop_t *L, grace__listener_t *l)
             continue;
         }
         c->fd = fd;
-        c->active_ms = now_ms();
         c->deadline_ms = c->active_ms + s->opt.idle_timeout_ms;
         client_address(c, &sa);
         if ((size_t)atomic_fetch_add(&s->n_conns, 1) >= s->opt.max_connections)
@@ -269,6 +270,23 @@ static void sync_listeners(grace__loop_t *L)
     }
 }
 
+/* Memory comes back after a crowd of connections is gone or gone idle:
+ * once a loop has accepted nothing for IDLE_TRIM_MS its pool of closed
+ * connections shrinks to a few, and when many connections have been freed
+ * or trimmed since, malloc_trim() hands the free pages back to the system
+ * (glibc keeps them otherwise, so RSS would stay at its peak). At most once
+ * a second per loop. */
+static void give_memory_back(grace__loop_t *L, int64_t now)
+{
+    if (now - L->last_accept_ms >= IDLE_TRIM_MS)
+        grace__conn_pool_shrink(L, CONN_POOL_IDLE);
+    if (L->n_released >= 64 && now - L->trimmed_ms >= 1000) {
+        L->n_released = 0;
+        L->trimmed_ms = now;
+        malloc_trim(0);
+    }
+}
+
 /* Between batches: free closed connections, release listeners of draining
  * servers, and run every connection's timers (grace__conn_tick: timeouts,
  * the drain's idle rule). No handler runs here, so the owner cannot change
@@ -294,6 +312,7 @@ static void maintenance(grace__loop_t *L)
     L->next_scan_ms = now + SCAN_MS;
     if (L->n_paused && L->resume_ms < L->next_scan_ms)
         L->next_scan_ms = L->resume_ms;
+    give_memory_back(L, now);
     for (grace__conn_t *c = L->conns.next, *n; c != &L->conns; c = n) {
         n = c->next;
         if (atomic_exchange(&c->busy, 1))
@@ -481,6 +500,7 @@ static void engine_init(void)
         grace__loop_t *L = &eng.loops[i];
         L->id = i;
         L->conns.next = L->conns.prev = &L->conns;
+        L->spare.next = L->spare.prev = &L->spare;
         pthread_mutex_init(&L->mu, NULL);
         L->epfd = epoll_create1(EPOLL_CLOEXEC);
         L->wake.kind = GRACE__EV_WAKE;

@@ -14,10 +14,13 @@ server burns a whole core per loop; grace must stay near idle.
 
 import os
 import re
+import resource
 import socket
 import time
 
-from conftest import HOST, RawConn, simple_get
+import pytest
+
+from conftest import HOST, REPO, RawConn, Server, simple_get
 
 HELLO = b"Hello, World!"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -146,3 +149,76 @@ def test_default_max_connections_is_three_quarters_of_the_fd_limit(servers):
     with RawConn(srv.port) as c:
         c.send(simple_get("/"))
         assert c.read_response().body == HELLO
+
+
+# ---- memory comes back ---------------------------------------------------------------
+
+RELEASE_HELLO = REPO / "build-gcc" / "examples" / "hello"  # built by make test
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def wait_rss_at_most(pid, kib, timeout=15.0):
+    """Wait until pid's RSS is at most kib; returns the last reading."""
+    deadline = time.monotonic() + timeout
+    while True:
+        now = rss_kib(pid)
+        if now <= kib or time.monotonic() > deadline:
+            return now
+        time.sleep(0.1)
+
+
+def test_idle_connections_cost_under_1_kib_and_memory_comes_back(tmp_path):
+    """The release build (sanitizers would swamp RSS), 5,000 keep-alive
+    connections with one request each: once idle they cost at most 1 KiB
+    each (their buffers are given back), and when they have all closed the
+    server's RSS is back within 2 MB of where it started."""
+    if not RELEASE_HELLO.exists():
+        pytest.fail(f"{RELEASE_HELLO} not built (make test builds it)")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    n = 5000
+    if hard < 2 * n:
+        pytest.fail(f"RLIMIT_NOFILE hard limit {hard} < {2 * n}: cannot open {n} connections")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, n + 200), hard))
+    srv = Server("hello", ["--port", "0"], nofile=2 * n)  # max_connections: 3/4 of it
+    srv.exe = RELEASE_HELLO
+    srv.argv[0] = str(RELEASE_HELLO)
+    srv.start()
+    socks = []
+    try:
+        for _ in range(3):  # warm up: threads, arenas, the pool
+            with RawConn(srv.port) as c:
+                c.send(simple_get("/", extra="Connection: close\r\n"))
+                c.read_response()
+        time.sleep(1.5)  # the baseline is read once the warm-up is idle-trimmed (no assertion)
+        base = rss_kib(srv.pid)
+        for _ in range(n):
+            socks.append(socket.create_connection((HOST, srv.port), timeout=10))
+        for s in socks:
+            s.sendall(simple_get("/"))
+        for s in socks:
+            c = RawConn.__new__(RawConn)
+            c.sock, c.buf, c.eof = s, b"", False
+            assert c.read_response().body == HELLO
+        idle = wait_rss_at_most(srv.pid, base + n)  # n KiB: 1 KiB per connection
+        per_conn = (idle - base) * 1024 / n
+        print(f"\nRSS: {base} KiB at start, {idle} KiB with {n} idle connections "
+              f"({per_conn:.0f} B each)")  # fmt: skip
+        assert idle <= base + n, f"{per_conn:.0f} bytes per idle connection"
+        for s in socks:
+            s.close()
+        socks = []
+        after = wait_rss_at_most(srv.pid, base + 2048)
+        print(f"RSS after they closed: {after} KiB")
+        assert after <= base + 2048, f"RSS {after} KiB, {after - base} KiB above the start"
+    finally:
+        for s in socks:
+            s.close()
+        srv.stop()
+    srv.check_clean()
