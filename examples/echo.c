@@ -4,13 +4,20 @@
  * handler receives:
  *
  *   {"method":"POST","target":"/a%20b?x=1","path":"/a b","query":"x=1",
+ *    "host":"127.0.0.1:8081",
  *    "headers":[["Host","127.0.0.1:8081"],["Content-Length","5"]],
  *    "body":"hello","body_b64":"aGVsbG8="}
  *
  * method and target are byte-exact as received; path is percent-decoded;
- * query is the raw query string ("" when there is none); headers keep the
- * received order and the names' case; body is the body as a JSON string
- * (invalid UTF-8 shown as U+FFFD) and body_b64 its exact bytes in base64.
+ * query is the raw query string ("" when there is none); host is where the
+ * request is addressed (an absolute-form target's authority wins over the
+ * Host header, RFC 9112 3.2.2); headers keep the received order and the
+ * names' case. Header names and values are byte for byte: a byte from 0x80
+ * to 0xFF (obs-text, allowed in values by RFC 9110) is written as the code
+ * point of the same number, \u0080 to \u00ff, so decoding the JSON string
+ * as Latin-1 gives the exact bytes back (UTF-8 "é" shows as "Ã©"). body is
+ * the body as a JSON string (invalid UTF-8 shown as U+FFFD) and body_b64
+ * its exact bytes in base64.
  *
  * Run `echo --port 8081`. --max-body, --max-header-bytes, --read-timeout-ms
  * and --idle-timeout-ms set grace's limits, so their answers (413, 431, a
@@ -55,6 +62,34 @@ static int write_str(grace_response_t *res, grace_str_t s)
     return grace_response_write_json_string(res, s.ptr ? s.ptr : "", s.len);
 }
 
+/* Write a view as a JSON string byte for byte: bytes 0x80-0xFF as
+ * \u0080-\u00ff (Latin-1), so no byte is lost or merged. */
+static int write_bytes(grace_response_t *res, grace_str_t s)
+{
+    char out[256];
+    size_t n = 0;
+    int rc;
+    out[n++] = '"';
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char b = (unsigned char)s.ptr[i];
+        if (n + 6 >= sizeof out) {
+            if ((rc = grace_response_write(res, out, n)) < 0)
+                return rc;
+            n = 0;
+        }
+        if (b == '"' || b == '\\') {
+            out[n++] = '\\';
+            out[n++] = (char)b;
+        } else if (b < 0x20 || b >= 0x7f) {
+            n += (size_t)snprintf(out + n, sizeof out - n, "\\u%04x", b);
+        } else {
+            out[n++] = (char)b;
+        }
+    }
+    out[n++] = '"';
+    return grace_response_write(res, out, n);
+}
+
 static int write_lit(grace_response_t *res, const char *s)
 {
     return grace_response_write(res, s, strlen(s));
@@ -78,12 +113,14 @@ static int handle_echo(grace_request_t *req, grace_response_t *res, void *user)
         (rc = write_str(res, grace_request_path(req))) < 0 ||
         (rc = write_lit(res, ",\"query\":")) < 0 ||
         (rc = write_str(res, grace_request_query_string(req))) < 0 ||
+        (rc = write_lit(res, ",\"host\":")) < 0 ||
+        (rc = write_bytes(res, grace_request_host(req))) < 0 ||
         (rc = write_lit(res, ",\"headers\":[")) < 0)
         return rc;
     for (size_t i = 0; i < n_headers; i++) {
         if ((rc = write_lit(res, i == 0 ? "[" : ",[")) < 0 ||
-            (rc = write_str(res, headers[i].name)) < 0 || (rc = write_lit(res, ",")) < 0 ||
-            (rc = write_str(res, headers[i].value)) < 0 || (rc = write_lit(res, "]")) < 0)
+            (rc = write_bytes(res, headers[i].name)) < 0 || (rc = write_lit(res, ",")) < 0 ||
+            (rc = write_bytes(res, headers[i].value)) < 0 || (rc = write_lit(res, "]")) < 0)
             return rc;
     }
     if ((rc = write_lit(res, "],\"body\":")) < 0 || (rc = write_str(res, body)) < 0 ||
@@ -99,7 +136,11 @@ int main(int argc, char **argv)
     static const int default_port = 8081;
     ex_flags_t f;
     ex_parse_flags(argc, argv, &f, "--port", &default_port, 1, "echo [--port N]",
-                   "Answers every request with a JSON picture of it.", 0);
+                   "Answers every request with a JSON picture of it: method, target, path,\n"
+                   "query, host, headers (names and values byte for byte: bytes 0x80-0xFF\n"
+                   "as \\u0080-\\u00ff, so Latin-1 decoding gives the exact bytes back), and\n"
+                   "the body (as text, and exactly in body_b64).",
+                   0);
 
     grace_server_t *s = grace_server(NULL);
     if (s == NULL) {

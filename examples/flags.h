@@ -14,6 +14,7 @@
  *   --read-timeout-ms N     read_timeout_ms (a whole request)
  *   --idle-timeout-ms N     idle_timeout_ms (keep-alive wait)
  *   --max-connections N     max_connections (beyond: 503 and close)
+ *   --tls-handshake-timeout-ms N  tls_handshake_timeout_ms (HTTPS)
  *   --sleep-ms N            only where the example has a /sleep route
  *   --no-graceful           graceful restart off (the examples turn it on)
  *   --graceful-timeout-ms N graceful_timeout_ms (new process must be ready)
@@ -86,7 +87,8 @@ static inline void ex_usage(FILE *f, const char *usage_line, const char *what, u
 {
     fprintf(f,
             "usage: %s [--host ADDR] [--access-log] [--max-body N] [--max-header-bytes N]\n"
-            "          [--read-timeout-ms N] [--idle-timeout-ms N] [--max-connections N]%s\n"
+            "          [--read-timeout-ms N] [--idle-timeout-ms N] [--max-connections N]\n"
+            "          [--tls-handshake-timeout-ms N]%s\n"
             "          [--no-graceful] [--graceful-timeout-ms N] [--shutdown-timeout-ms N]\n"
             "          [--max-draining N] [--drain-idle-ms N] [--probation-ms N]\n%s"
             "%s\n\n"
@@ -98,6 +100,8 @@ static inline void ex_usage(FILE *f, const char *usage_line, const char *what, u
             "  --idle-timeout-ms N     keep-alive wait for the next request (default 60000)\n"
             "  --max-connections N     open connections at once; beyond, 503 and close\n"
             "                          (default: 3/4 of the open-files limit)\n"
+            "  --tls-handshake-timeout-ms N  HTTPS: time from accept to a finished TLS\n"
+            "                          handshake (default 10000)\n"
             "%s"
             "  --no-graceful           restarts are full restarts (the examples turn graceful\n"
             "                          restart on; grace's own default is off)\n"
@@ -265,6 +269,7 @@ static inline void ex_parse_flags(int argc, char **argv, ex_flags_t *f, const ch
                      strcmp(name, "--read-timeout-ms") == 0 ||
                      strcmp(name, "--idle-timeout-ms") == 0 ||
                      strcmp(name, "--max-connections") == 0 ||
+                     strcmp(name, "--tls-handshake-timeout-ms") == 0 ||
                      strcmp(name, "--graceful-timeout-ms") == 0 ||
                      strcmp(name, "--shutdown-timeout-ms") == 0 ||
                      strcmp(name, "--max-draining") == 0 || strcmp(name, "--drain-idle-ms") == 0 ||
@@ -335,6 +340,8 @@ static inline void ex_parse_flags(int argc, char **argv, ex_flags_t *f, const ch
                 f->opt.read_timeout_ms = n;
             else if (strcmp(name, "--max-connections") == 0)
                 f->opt.max_connections = (size_t)n;
+            else if (strcmp(name, "--tls-handshake-timeout-ms") == 0)
+                f->opt.tls_handshake_timeout_ms = n;
             else
                 f->opt.idle_timeout_ms = n;
             f->has_opt = true;

@@ -127,6 +127,7 @@ typedef struct {
     int64_t read_timeout_ms;     /* whole request, first byte to last: 60000 */
     int64_t idle_timeout_ms;     /* keep-alive wait for the next request: 60000 */
     int64_t write_timeout_ms;    /* a stalled response write: 60000 */
+    int64_t tls_handshake_timeout_ms; /* HTTPS: accept to handshake done: 10000 */
     int access_log;              /* 1: one line per request to stderr; 0 off (default) */
     const char *server_header;   /* "Server:" value: "grace"; "" sends none */
     /* Open connections at once; a connection beyond it is answered "503
@@ -243,8 +244,15 @@ GRACE_API grace_str_t grace_request_query_string(const grace_request_t *r);
 /* A query parameter, percent- and '+'-decoded; {NULL,0} if absent. The first
  * occurrence wins. */
 GRACE_API grace_str_t grace_request_query(grace_request_t *r, const char *name);
-/* A header's value (the first one if repeated); {NULL,0} if absent. */
+/* A header's value (the first one if repeated); {NULL,0} if absent. For a
+ * request whose target is in absolute form ("GET http://a.example/x"),
+ * "Host" gives the target's authority, not the Host header (RFC 9112 3.2.2);
+ * grace_request_headers() still lists the headers as received. */
 GRACE_API grace_str_t grace_request_header(const grace_request_t *r, const char *name);
+/* The host[:port] the request is addressed to: the authority of an
+ * absolute-form target, else the Host header; {NULL,0} if neither (HTTP/1.0
+ * without Host). */
+GRACE_API grace_str_t grace_request_host(const grace_request_t *r);
 /* All headers in received order: returns the count and sets *out to an array
  * valid until the handler returns. */
 GRACE_API size_t grace_request_headers(const grace_request_t *r, const grace_header_t **out);
@@ -322,7 +330,10 @@ GRACE_API void grace_shutdown_all(void);
  * reaps the new one if it exits first, and exits when grace_wait() returns in
  * it, or at graceful_shutdown_timeout_ms, cutting what is left. If the new
  * process cannot start, exits, or is not ready within graceful_timeout_ms,
- * the old one keeps serving (rollback).
+ * the old one keeps serving (rollback). Probation: for probation_ms after
+ * "ready" the old process keeps its listening sockets open (it does not
+ * accept on them); if the new process crashes meanwhile (a signal or a
+ * non-zero exit status), the old one takes them back and serves again.
  *
  * Full restart: the servers stop accepting and drain, their sockets close,
  * and the program is executed afresh in the same process (same PID), binding
@@ -334,6 +345,7 @@ typedef struct {
     int64_t graceful_shutdown_timeout_ms; /* drain limit of an old process: 5000 */
     int max_draining;                     /* old processes draining at once: 8 */
     int64_t drain_idle_ms; /* draining: close a connection idle this long: 1000 (max 1 day) */
+    int64_t probation_ms;  /* old process keeps its sockets while the new one proves itself: 2000 */
 } grace_restart_options_t;
 
 /* Set the process's restart options (zero fields keep defaults). Call before
@@ -414,11 +426,24 @@ GRACE_API void grace_servers_foreach(void (*fn)(grace_server_t *s, void *user), 
  *   pattern/reload     the same (gf v1's name)
  *   pattern/shutdown   graceful shutdown of every server
  * A restart answers after the outcome is known: the new PID, or why it
- * failed. Safe by default: requests are refused (403) unless they come from
- * a trusted network (loopback by default) -- or, when a token or an auth hook
- * is configured, unless they pass it; cross-site requests (Fetch Metadata
- * Sec-Fetch-Site, Origin) are refused; newExeFilePath must resolve to an
- * executable in the running executable's directory or in allowed_exe_dirs. */
+ * failed. Safe by default: requests are refused (403, and one log line)
+ * unless they come from a trusted network (loopback by default) -- or, when
+ * a token or an auth hook is configured, unless they pass it. Whatever the
+ * authentication, also refused:
+ *  - a Host (and an absolute-form target's host) that does not name this
+ *    server, the mark of DNS rebinding (a foreign site's name re-pointed at
+ *    this address). It must be an IP address (IPv4, or bracketed IPv6),
+ *    "localhost" (any case, also "localhost."), or a name in allowed_hosts;
+ *    an optional ":port" is ignored. An HTTP/1.0 request without Host is
+ *    refused too. Behind a reverse proxy that passes the client's Host on,
+ *    list the public name in allowed_hosts;
+ *  - Host, Authorization, Origin, Referer, Sec-Fetch-Site or Sec-Fetch-Dest
+ *    sent twice (two Host headers are a 400 already, from the parser);
+ *  - cross-site requests (Fetch Metadata Sec-Fetch-Site, Origin, Referer).
+ * newExeFilePath must resolve to an executable in the running executable's
+ * directory or in allowed_exe_dirs, and neither the file nor that directory
+ * may be group- or world-writable or owned by a user other than root and the
+ * process's effective user. */
 
 /* Auth hook: return true to allow the admin request. */
 typedef bool (*grace_admin_auth_cb)(grace_request_t *req, void *user);
@@ -430,6 +455,11 @@ typedef struct {
     void *auth_user;
     const char *const *trusted_networks; /* NULL-terminated CIDRs; NULL: 127.0.0.0/8, ::1/128 */
     const char *const *allowed_exe_dirs; /* NULL-terminated extra directories for newExeFilePath */
+    /* NULL-terminated host names (besides IP addresses and localhost) that a
+     * request's Host may give, compared without the port and ignoring case:
+     * "admin.example.com". A name only: GRACE_EINVAL for one with a port,
+     * brackets or characters other than letters, digits, '-', '.', '_'. */
+    const char *const *allowed_hosts;
 } grace_admin_options_t;
 
 /* gf's EnableAdmin: pattern NULL or "" for "/debug/admin". */

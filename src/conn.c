@@ -47,11 +47,11 @@ enum { SNIFF_WAIT, SNIFF_TLS, SNIFF_PLAIN };
 static int sniff_tls(grace__conn_t *c)
 {
     unsigned char first;
-    ssize_t n = recv(c->fd, &first, 1, MSG_PEEK);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    ssize_t one = recv(c->fd, &first, 1, MSG_PEEK);
+    if (one < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return SNIFF_WAIT;
     c->tls_checked = true;
-    if (n != 1 || first == 0x16) /* EOF/error (SSL_read will say), or a handshake record */
+    if (one != 1 || first == 0x16) /* EOF/error (SSL_read will say), or a handshake record */
         return SNIFF_TLS;
     static const char answer[] = "HTTP/1.1 400 Bad Request\r\n"
                                  "Content-Type: text/plain; charset=utf-8\r\n"
@@ -59,9 +59,20 @@ static int sniff_tls(grace__conn_t *c)
                                  "Client sent an HTTP request to an HTTPS server.\n";
     char sample[64];
     ssize_t got = recv(c->fd, sample, sizeof sample, MSG_PEEK);
-    grace__log_bad_input(c->client_ip, 400, "plain HTTP sent to an HTTPS port", sample,
-                         got > 0 ? (size_t)got : 0);
-    if (first >= 'A' && first <= 'Z')
+    size_t n = got > 0 ? (size_t)got : 0;
+    /* Say what it is: an HTTP request line starts with a method token and
+     * a space; anything else is some other protocol (or noise). */
+    size_t tok = 0;
+    while (tok < n && sample[tok] >= 'A' && sample[tok] <= 'Z')
+        tok++;
+    bool http = tok > 0 && (tok == n || sample[tok] == ' ');
+    char why[64];
+    if (http)
+        snprintf(why, sizeof why, "plain HTTP sent to an HTTPS port");
+    else
+        snprintf(why, sizeof why, "not TLS (first byte 0x%02x) sent to an HTTPS port", first);
+    grace__log_bad_input(c->client_ip, http ? 400 : 0, why, sample, n);
+    if (http)
         grace__buf_append(&c->out, answer, sizeof answer - 1);
     grace__tls_free(c->ssl); /* no close_notify: there is no TLS session */
     c->ssl = NULL;
@@ -404,6 +415,8 @@ static void set_deadline(grace__conn_t *c)
     int64_t now = now_ms();
     if (c->lingering)
         return; /* set when lingering began */
+    if (c->ssl && !grace__tls_handshake_done(c->ssl))
+        return; /* the handshake's limit runs from the accept */
     if (c->out.len > c->out_off)
         c->deadline_ms = now + o->write_timeout_ms;
     else if (c->req_started)
@@ -557,6 +570,9 @@ bool grace__conn_tick(grace__conn_t *c, int64_t now)
         return true;
     }
     if (now >= c->deadline_ms) {
+        if (c->ssl && !c->lingering && !grace__tls_handshake_done(c->ssl))
+            grace_log("TLS handshake with %s not done within %lld ms: connection closed",
+                      c->client_ip, (long long)c->server->opt.tls_handshake_timeout_ms);
         if (c->req_started && c->out.len == c->out_off && !c->lingering && !c->close_after_write) {
             grace_log("request from %s timed out after %lld ms", c->client_ip,
                       (long long)c->server->opt.read_timeout_ms);

@@ -175,8 +175,8 @@ static int parse_target(grace__http_request_t *req)
     }
 
     /* absolute-form. The scheme is case-insensitive (RFC 3986 3.1); the
-     * target's authority wins over Host (RFC 9112 3.2.2), so the caller only
-     * needs path and query, but the authority must still be well formed. */
+     * target's authority wins over Host (RFC 9112 3.2.2): it is kept in
+     * req->authority, and must be well formed. */
     size_t skip;
     if (n >= 7 && strncasecmp(t, "http://", 7) == 0)
         skip = 7;
@@ -190,6 +190,7 @@ static int parse_target(grace__http_request_t *req)
         p++;
     if (!authority_is_valid(a, (size_t)(p - a), false, false))
         return -400;
+    req->authority = (grace_str_t){a, (size_t)(p - a)};
     if (p == e) {
         req->path = (grace_str_t){slash, 1};
     } else if (*p == '?') {
@@ -527,7 +528,7 @@ int grace__http_parse_request(const char *buf, size_t len, size_t max_head_bytes
     derived_t st = {0};
     int r;
 
-    req->method = req->target = req->path = req->query = (grace_str_t){NULL, 0};
+    req->method = req->target = req->path = req->query = req->authority = (grace_str_t){NULL, 0};
     req->minor_version = 0;
     req->n_headers = 0;
     req->content_length = -1;

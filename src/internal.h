@@ -53,6 +53,7 @@ typedef struct {
     grace_str_t target;      /* as received */
     grace_str_t path;        /* target up to '?' (raw, not decoded) */
     grace_str_t query;       /* after '?', {NULL,0} if no '?' */
+    grace_str_t authority;   /* absolute-form: the target's host[:port]; else {NULL,0} */
     int minor_version;       /* 0 or 1 */
     grace_header_t *headers; /* caller's array */
     size_t n_headers;
@@ -143,7 +144,7 @@ int grace__router_match(const grace__router_t *r, grace_str_t method, grace_str_
  * cap bytes, always NUL terminated); returns the length. */
 size_t grace__log_format(char *out, size_t cap, const char *fmt, va_list ap);
 /* Log a client's protocol error once: message plus a short, printable sample
- * of the offending input. */
+ * of the offending input. status 0: not answered, the connection closes. */
 void grace__log_bad_input(const char *client_ip, int status, const char *why, const char *data,
                           size_t len);
 

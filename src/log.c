@@ -130,6 +130,10 @@ void grace__log_bad_input(const char *client_ip, int status, const char *why, co
         sample[i] = (ch >= 0x20 && ch < 0x7f && ch != '"') ? (char)ch : '.';
     }
     sample[n] = '\0';
-    grace_log("bad request from %s: %d %s, input \"%s\"%s", client_ip, status, why, sample,
-              len > n ? "..." : "");
+    if (status == 0) /* nothing can be answered: the connection just closes */
+        grace_log("bad request from %s: %s, closed, input \"%s\"%s", client_ip, why, sample,
+                  len > n ? "..." : "");
+    else
+        grace_log("bad request from %s: %d %s, input \"%s\"%s", client_ip, status, why, sample,
+                  len > n ? "..." : "");
 }

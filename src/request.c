@@ -73,9 +73,18 @@ grace_str_t grace_request_query(grace_request_t *r, const char *name)
     return none;
 }
 
+grace_str_t grace_request_host(const grace_request_t *r)
+{
+    if (r->h.authority.ptr) /* RFC 9112 3.2.2: the target's authority wins */
+        return r->h.authority;
+    return grace_request_header(r, "Host");
+}
+
 grace_str_t grace_request_header(const grace_request_t *r, const char *name)
 {
     size_t len = strlen(name);
+    if (r->h.authority.ptr && len == 4 && strncasecmp(name, "Host", 4) == 0)
+        return r->h.authority;
     for (size_t i = 0; i < r->h.n_headers; i++) {
         const grace_header_t *h = &r->h.headers[i];
         if (h->name.len == len && strncasecmp(h->name.ptr, name, len) == 0)

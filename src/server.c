@@ -37,6 +37,7 @@ static const grace_server_options_t default_options = {
     .read_timeout_ms = 60000,
     .idle_timeout_ms = 60000,
     .write_timeout_ms = 60000,
+    .tls_handshake_timeout_ms = 10000,
     .access_log = 0,
     .server_header = "grace",
 };
@@ -266,7 +267,8 @@ int grace_server_set_options(grace_server_t *s, const grace_server_options_t *o)
         return GRACE_EINVAL;
     if (!is_configurable(s))
         return GRACE_ESTATE;
-    if (o->read_timeout_ms < 0 || o->idle_timeout_ms < 0 || o->write_timeout_ms < 0)
+    if (o->read_timeout_ms < 0 || o->idle_timeout_ms < 0 || o->write_timeout_ms < 0 ||
+        o->tls_handshake_timeout_ms < 0)
         return GRACE_EINVAL;
     grace_server_options_t n = *o;
     const grace_server_options_t *d = &default_options;
@@ -282,6 +284,8 @@ int grace_server_set_options(grace_server_t *s, const grace_server_options_t *o)
         n.idle_timeout_ms = d->idle_timeout_ms;
     if (!n.write_timeout_ms)
         n.write_timeout_ms = d->write_timeout_ms;
+    if (!n.tls_handshake_timeout_ms)
+        n.tls_handshake_timeout_ms = d->tls_handshake_timeout_ms;
     const char *sh = o->server_header ? o->server_header : d->server_header;
     if (strpbrk(sh, "\r\n"))
         return GRACE_EINVAL;

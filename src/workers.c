@@ -219,7 +219,10 @@ static void do_accept(grace__loop_t *L, grace__listener_t *l)
             continue;
         }
         c->fd = fd;
-        c->deadline_ms = c->active_ms + s->opt.idle_timeout_ms;
+        /* HTTPS: the handshake has its own limit, from the accept, which
+         * no trickle of bytes extends (conn.c set_deadline). */
+        c->deadline_ms = c->active_ms + (c->ssl ? s->opt.tls_handshake_timeout_ms
+                                                : s->opt.idle_timeout_ms);
         client_address(c, &sa);
         if ((size_t)atomic_fetch_add(&s->n_conns, 1) >= s->opt.max_connections)
             over_limit(c);

@@ -105,6 +105,31 @@ def test_content_length_body_is_byte_exact(echo):
     assert "\ufffd" in j["body"]  # invalid UTF-8 shown as U+FFFD
 
 
+def test_absolute_form_target_overrides_host(echo):
+    """RFC 9112 3.2.2: a request whose target is in absolute form is for the
+    target's authority; the Host header is ignored (but still listed)."""
+    with RawConn(echo.port) as c:
+        c.send(b"GET http://a.example:81/x?y=1 HTTP/1.1\r\nHost: b.example\r\n\r\n")
+        j = parsed(c.read_response())
+    assert j["host"] == "a.example:81"
+    assert (j["path"], j["query"]) == ("/x", "y=1")
+    assert ["Host", "b.example"] in j["headers"]
+    with RawConn(echo.port) as c:
+        c.send(b"GET /x HTTP/1.1\r\nHost: b.example\r\n\r\n")
+        assert parsed(c.read_response())["host"] == "b.example"
+
+
+def test_obs_text_in_header_values_comes_back_byte_exact(echo):
+    """Bytes 0x80-0xFF in a header value (obs-text, RFC 9110 5.5) are shown
+    by echo as the same code points (Latin-1): the exact bytes come back."""
+    value = b"caf\xe9 \xc3\xa9 \xff"
+    with RawConn(echo.port) as c:
+        c.send(b"GET / HTTP/1.1\r\nHost: x\r\nX-Obs: " + value + b"\r\n\r\n")
+        j = parsed(c.read_response())
+    got = dict(j["headers"])["X-Obs"]
+    assert got.encode("latin-1") == value
+
+
 def test_body_sent_in_pieces(echo):
     with RawConn(echo.port) as c:
         c.send(b"POST /p HTTP/1.1\r\nHost: x\r\nContent-")

@@ -998,10 +998,20 @@ def test_plain_http_to_https_port_gets_400_and_close(start, pki):
         assert b"HTTPS" in r.body, r
         assert r.closes(), r
         c.wait_closed()
-    # Not HTTP, not TLS: closed without an answer.
+    srv.wait_for_line(r": bad request from 127\.0\.0\.1: 400 plain HTTP sent to an HTTPS port, "
+                      r'input "GET / HTTP/1\.1')  # fmt: skip
+    # Not HTTP, not TLS: closed without an answer, and logged as what it is.
     with RawConn(srv.port) as c:
         c.send(b"\x00\x01\x02\x03 not a handshake\r\n\r\n")
         assert c.wait_closed() == b""
+    srv.wait_for_line(r": bad request from 127\.0\.0\.1: not TLS \(first byte 0x00\) sent to an "
+                      r'HTTPS port, closed, input "\.\.\.\. not a handshake')  # fmt: skip
+    with RawConn(srv.port) as c:
+        c.send(b"SSH-2.0-OpenSSH_9.2\r\n")
+        assert c.wait_closed() == b""
+    srv.wait_for_line(r"not TLS \(first byte 0x53\) sent to an HTTPS port, closed, "
+                      r'input "SSH-2\.0-OpenSSH')  # fmt: skip
+    assert "plain HTTP sent to an HTTPS port, input \"SSH" not in srv.stderr()
     assert srv.get("/").content == HELLO
 
 
@@ -1122,10 +1132,12 @@ def test_stalled_handshakes_hold_no_worker(start, pki):
     assert srv.get("/").content == HELLO
 
 
-def test_stalled_handshakes_closed_by_timeouts(start, pki):
-    """With --idle-timeout-ms 1000 --read-timeout-ms 1000 the server closes
-    clients stalled in the handshake by itself, and keeps serving."""
-    srv = start("--idle-timeout-ms", "1000", "--read-timeout-ms", "1000")
+def test_stalled_handshakes_closed_by_their_own_timeout(start, pki):
+    """The TLS handshake has its own limit (--tls-handshake-timeout-ms 1000;
+    10 s by default), not the 60 s idle timeout: clients stalled in the
+    handshake are closed by the server, with a log line each, and it keeps
+    serving."""
+    srv = start("--tls-handshake-timeout-ms", "1000")
     conns = stalled_clients(srv.port, client_hello(), 20)
     try:
         assert srv.get("/").content == HELLO
@@ -1134,4 +1146,7 @@ def test_stalled_handshakes_closed_by_timeouts(start, pki):
     finally:
         for c in conns:
             c.close()
+    lines = re.findall(r": TLS handshake with 127\.0\.0\.1 not done within 1000 ms: "
+                       r"connection closed", srv.stderr())  # fmt: skip
+    assert len(lines) == 20, srv.stderr()
     assert srv.get("/").content == HELLO
