@@ -8,6 +8,7 @@
 #                   ASan+UBSan build (build-asan/); ctest; pytest tests/integration
 #   make test-gcc   gcc -Werror build only (release flags, so NDEBUG too)
 #   make bench      install what is missing, release build, bench/run.py
+#   make soak       install what is missing, release build, bench/soak.py
 #   make install    release build, install under PREFIX (default /usr/local)
 #   make clean      remove the build directories
 #   make format     clang-format -i over the C sources
@@ -56,7 +57,7 @@ define asan-build
 	cmake --build $(ASAN_DIR) -j$(JOBS)
 endef
 
-.PHONY: all build run run-https test test-gcc bench install clean format help
+.PHONY: all build run run-https test test-gcc bench soak install clean format help
 
 all build:
 	$(release-build)
@@ -103,6 +104,13 @@ bench:
 	$(release-build)
 	GRACE_BUILD_DIR=$(CURDIR)/$(BUILD_DIR) $(PYTHON) bench/run.py
 
+# Not part of `make test`: about 1.5 minutes of load, 100 graceful restarts of
+# grace, then 100 reloads of nginx (bench/soak.py says what it measures).
+soak:
+	$(DEPS) bench
+	$(release-build)
+	GRACE_BUILD_DIR=$(CURDIR)/$(BUILD_DIR) $(PYTHON) bench/soak.py
+
 install:
 	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKE_EXTRA)
 	cmake --build $(BUILD_DIR) -j$(JOBS)
@@ -116,4 +124,4 @@ format:
 	$(if $(FORMAT_FILES),clang-format -i $(FORMAT_FILES),@echo "format: no files")
 
 help:
-	@sed -n '4,13s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+	@sed -n '4,14s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
