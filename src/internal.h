@@ -139,6 +139,37 @@ int grace__router_add(grace__router_t *r, const char *pattern, grace_handler_cb 
 int grace__router_match(const grace__router_t *r, grace_str_t method, grace_str_t path,
                         grace__route_match_t *m);
 
+/* ---- Inherited-socket protocol (inherit.c) ---------------------------------
+ * GRACE_LISTEN_FDS and GRACE_DRAINING between an old and a new process;
+ * inherit.c explains the formats. The parsers are pure (fuzzed). */
+typedef struct {
+    int fd;
+    char spec[80]; /* the listen address as configured: ":8199" */
+    char name[64]; /* the server's name */
+    bool taken;
+} grace__inherited_t;
+
+typedef struct {
+    long pid;
+    unsigned long long start; /* /proc start time: tells it from a reused PID */
+    int64_t deadline_ms;      /* wall clock (epoch ms) its drain limit passes; 0: not begun */
+    int64_t timeout_ms;       /* its graceful_shutdown_timeout_ms */
+} grace__drainer_t;
+
+/* Parse into out (at most cap entries); malformed entries are skipped.
+ * Returns the count. */
+int grace__listen_fds_parse(const char *env, grace__inherited_t *out, int cap);
+int grace__drainers_parse(const char *env, grace__drainer_t *out, int cap);
+/* Append one GRACE_LISTEN_FDS line; GRACE_EINVAL if spec or name cannot be
+ * carried ('|', newline, too long). */
+int grace__listen_fds_format(grace__buf_t *b, int fd, const char *spec, const char *name);
+/* Append n GRACE_DRAINING entries, comma-separated. */
+int grace__drainers_format(grace__buf_t *b, const grace__drainer_t *d, int n);
+/* The new process's side: the inherited socket of (server, spec), or -1;
+ * close those no server took (when the process says ready). */
+int grace__inherit_take(const char *server, const char *spec);
+void grace__inherit_close_unused(void);
+
 /* ---- Log (log.c) --------------------------------------------------------- */
 /* Format "YYYY-MM-DD HH:MM:SS.mmm PID: " + message + "\n" into out (at most
  * cap bytes, always NUL terminated); returns the length. */
@@ -300,7 +331,6 @@ void grace__force_stop(const char *why);
 void grace__wait_stopped(void);
 
 /* restart.c */
-int grace__inherit_take(const char *server, const char *spec); /* fd or -1 */
 void grace__drain_begin(void); /* start the graceful_shutdown_timeout clock */
 bool grace__is_draining(void);
 void grace__drain_tick(int64_t now); /* monitor thread, every tick */

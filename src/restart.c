@@ -48,24 +48,9 @@
 
 extern char **environ;
 
-enum { MAX_INHERITED = 256 };
+typedef grace__drainer_t drainer_t;
 
-typedef struct {
-    int fd;
-    bool taken;
-    char spec[80];
-    char name[64];
-} inherited_t;
-
-/* An older process that handed over and drains (GRACE_DRAINING entry). */
-typedef struct {
-    long pid;
-    unsigned long long start; /* /proc start time: tells it from a reused PID */
-    int64_t deadline_ms;      /* wall clock (epoch ms) its drain limit passes */
-    int64_t timeout_ms;       /* its graceful_shutdown_timeout_ms */
-} drainer_t;
-
-enum { MAX_DRAINERS = 64, MAX_CHILDREN = 64 };
+enum { MAX_LISTENERS_PASSED = 256, MAX_DRAINERS = 64, MAX_CHILDREN = 64 };
 
 /* Process facts and restart state: a deliberate singleton. */
 static struct {
@@ -74,8 +59,6 @@ static struct {
     int64_t start_ms;
     char exe[4096];
     char **argv; /* NULL-terminated copy of our argv */
-    inherited_t inh[MAX_INHERITED];
-    int n_inh;
     int ready_fd;
     bool ready_sent;
     drainer_t drainers[MAX_DRAINERS]; /* older processes draining (from GRACE_DRAINING) */
@@ -142,65 +125,6 @@ static void read_argv(void)
     grace__buf_free(&b);
 }
 
-static void parse_inherited(const char *env)
-{
-    /* "fd|spec|name\n..." */
-    while (env && *env && rs.n_inh < MAX_INHERITED) {
-        const char *eol = strchr(env, '\n');
-        size_t len = eol ? (size_t)(eol - env) : strlen(env);
-        char line[256];
-        if (len < sizeof line) {
-            memcpy(line, env, len);
-            line[len] = '\0';
-            char *bar1 = strchr(line, '|'), *bar2 = bar1 ? strchr(bar1 + 1, '|') : NULL;
-            char *end;
-            long fd = strtol(line, &end, 10);
-            if (bar2 && end == bar1 && fd >= 0) {
-                *bar1 = *bar2 = '\0';
-                inherited_t *in = &rs.inh[rs.n_inh];
-                int type = 0, listening = 0;
-                socklen_t l1 = sizeof type, l2 = sizeof listening;
-                /* Only a listening stream socket is taken; anything else is
-                 * not ours, and is left alone. */
-                if (getsockopt((int)fd, SOL_SOCKET, SO_TYPE, &type, &l1) == 0 &&
-                    getsockopt((int)fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &l2) == 0 &&
-                    type == SOCK_STREAM && listening) {
-                    in->fd = (int)fd;
-                    snprintf(in->spec, sizeof in->spec, "%s", bar1 + 1);
-                    snprintf(in->name, sizeof in->name, "%s", bar2 + 1);
-                    fcntl(in->fd, F_SETFD, FD_CLOEXEC);
-                    rs.n_inh++;
-                }
-            }
-        }
-        env += len + (eol != NULL);
-    }
-}
-
-/* GRACE_DRAINING: "pid:starttime:deadline_ms:timeout_ms,..." -- the older
- * processes that still drain, oldest first. The last entry, our parent's, has
- * deadline 0: its drain starts when we say ready (see grace_ready). */
-static void parse_drainers(const char *env)
-{
-    while (env && *env && rs.n_drainers < MAX_DRAINERS - 1) {
-        drainer_t d = {0};
-        char *end;
-        d.pid = strtol(env, &end, 10);
-        if (*end == ':')
-            d.start = strtoull(end + 1, &end, 10);
-        if (*end == ':')
-            d.deadline_ms = strtoll(end + 1, &end, 10);
-        if (*end == ':')
-            d.timeout_ms = strtoll(end + 1, &end, 10);
-        if (d.pid > 0 && d.start > 0 && d.deadline_ms >= 0 && d.timeout_ms >= 0 && *end != ':')
-            rs.drainers[rs.n_drainers++] = d;
-        env = strchr(end, ',');
-        if (env == NULL)
-            break;
-        env++;
-    }
-}
-
 /* Runs when the program loads, before main(): the executable path must be
  * read before a deploy replaces the file, and the grace variables must leave
  * the environment before the program can start children of its own. */
@@ -210,7 +134,6 @@ __attribute__((constructor)) static void restart_init(void)
     ssize_t n = readlink("/proc/self/exe", rs.exe, sizeof rs.exe - 1);
     rs.exe[n > 0 ? n : 0] = '\0';
     read_argv();
-    parse_inherited(getenv("GRACE_LISTEN_FDS"));
     const char *rfd = getenv("GRACE_READY_FD");
     if (rfd) {
         int fd = atoi(rfd);
@@ -219,25 +142,9 @@ __attribute__((constructor)) static void restart_init(void)
             rs.ready_fd = fd;
         }
     }
-    parse_drainers(getenv("GRACE_DRAINING"));
-    unsetenv("GRACE_LISTEN_FDS");
+    rs.n_drainers = grace__drainers_parse(getenv("GRACE_DRAINING"), rs.drainers, MAX_DRAINERS - 1);
     unsetenv("GRACE_READY_FD");
     unsetenv("GRACE_DRAINING");
-}
-
-int grace__inherit_take(const char *server, const char *spec)
-{
-    pthread_mutex_lock(&rs.mu);
-    int fd = -1;
-    for (int i = 0; i < rs.n_inh && fd < 0; i++) {
-        inherited_t *in = &rs.inh[i];
-        if (!in->taken && strcmp(in->name, server) == 0 && strcmp(in->spec, spec) == 0) {
-            in->taken = true;
-            fd = in->fd;
-        }
-    }
-    pthread_mutex_unlock(&rs.mu);
-    return fd;
 }
 
 /* A line to the process that started us, on the ready channel (a stream
@@ -264,14 +171,7 @@ void grace_ready(void)
     for (int i = 0; i < rs.n_drainers; i++)
         if (rs.drainers[i].deadline_ms == 0)
             rs.drainers[i].deadline_ms = now + rs.drainers[i].timeout_ms;
-    for (int i = 0; i < rs.n_inh; i++) {
-        if (!rs.inh[i].taken) {
-            grace_log("closing inherited socket [%s] of server %s: no server uses it",
-                      rs.inh[i].spec, rs.inh[i].name);
-            close(rs.inh[i].fd);
-            rs.inh[i].taken = true;
-        }
-    }
+    grace__inherit_close_unused();
     char msg[32];
     int len = snprintf(msg, sizeof msg, "ready %ld\n", (long)getpid());
     tell_parent(msg, (size_t)len);
@@ -579,27 +479,27 @@ static int refuse_max_draining(drainer_t *live, int n_live, grace_restart_outcom
 
 /* GRACE_DRAINING for the child: the live older processes, then this one,
  * whose drain starts when the child is ready. */
-static void format_drainers(char *out, size_t cap, const drainer_t *live, int n_live)
+static int format_drainers(grace__buf_t *b, const drainer_t *live, int n_live)
 {
-    size_t len = 0;
-    out[0] = '\0';
-    for (int i = 0; i < n_live && len < cap; i++)
-        len += (size_t)snprintf(out + len, cap - len, "%ld:%llu:%lld:%lld,", live[i].pid,
-                                live[i].start, (long long)live[i].deadline_ms,
-                                (long long)live[i].timeout_ms);
-    if (len < cap)
-        snprintf(out + len, cap - len, "%ld:%llu:0:%lld", (long)getpid(),
-                 proc_start_time(getpid()), (long long)rs.opt.graceful_shutdown_timeout_ms);
+    drainer_t self = {(long)getpid(), proc_start_time(getpid()), 0,
+                      rs.opt.graceful_shutdown_timeout_ms};
+    int r = grace__drainers_format(b, live, n_live);
+    if (r == 0 && n_live > 0)
+        r = grace__buf_append(b, ",", 1);
+    return r < 0 ? r : grace__drainers_format(b, &self, 1);
 }
 
+/* GRACE_LISTEN_FDS: every listening socket of every running server. A
+ * server whose name cannot be carried is not passed on (its addresses are
+ * bound afresh by the new process, or fail there, loudly). */
 static void add_listener_fd(grace_server_t *s, void *user)
 {
     grace__buf_t *b = user;
-    if (atomic_load(&s->state) != GRACE__SRV_RUNNING || strchr(s->name, '\n'))
+    if (atomic_load(&s->state) != GRACE__SRV_RUNNING)
         return;
     for (size_t i = 0; i < s->n_listeners; i++)
         if (s->listeners[i].fd >= 0)
-            grace__buf_appendf(b, "%d|%s|%s\n", s->listeners[i].fd, s->listeners[i].spec, s->name);
+            grace__listen_fds_format(b, s->listeners[i].fd, s->listeners[i].spec, s->name);
 }
 
 /* Build the child's environment: ours without grace's variables, plus extra.
@@ -637,8 +537,9 @@ static void free_env(char **env)
 static pid_t spawn(const char *exe, const grace__buf_t *fds, int ready_w, char **env)
 {
     /* Everything the child needs is computed before fork. */
-    int keep[MAX_INHERITED + 1], n_keep = 0;
-    for (const char *p = fds->ptr, *end = fds->ptr + fds->len; p < end && n_keep < MAX_INHERITED;) {
+    int keep[MAX_LISTENERS_PASSED + 1], n_keep = 0;
+    for (const char *p = fds->ptr, *end = fds->ptr + fds->len;
+         p < end && n_keep < MAX_LISTENERS_PASSED;) {
         keep[n_keep++] = atoi(p);
         const char *eol = memchr(p, '\n', (size_t)(end - p));
         p = eol ? eol + 1 : end;
@@ -742,12 +643,12 @@ static int wait_ready(pid_t pid, int ready_r, char pending[64], char *why, size_
 
 /* The child's environment: ours, plus the listening sockets, the ready pipe
  * and the draining generations. NULL when out of memory. */
-static char **child_env(const grace__buf_t *fds, int ready_w, const char *draining)
+static char **child_env(const grace__buf_t *fds, int ready_w, const grace__buf_t *draining)
 {
     grace__buf_t v[3] = {{0}, {0}, {0}};
     grace__buf_appendf(&v[0], "GRACE_LISTEN_FDS=%.*s", (int)fds->len, fds->ptr);
     grace__buf_appendf(&v[1], "GRACE_READY_FD=%d", ready_w);
-    grace__buf_appendf(&v[2], "GRACE_DRAINING=%s", draining);
+    grace__buf_appendf(&v[2], "GRACE_DRAINING=%.*s", (int)draining->len, draining->ptr);
     for (int i = 0; i < 3; i++)
         grace__buf_append(&v[i], "", 1); /* appendf does not terminate */
     char **env = NULL;
@@ -814,9 +715,11 @@ static int graceful_restart(const char *exe, grace_restart_outcome_t *out)
         snprintf(out->why, sizeof out->why, "socketpair: %s", grace_strerror(r));
         goto out;
     }
-    char draining[MAX_DRAINERS * 64];
-    format_drainers(draining, sizeof draining, live, n_live);
-    if ((env = child_env(&fds, chan[1], draining)) == NULL) {
+    grace__buf_t draining = {0};
+    if (format_drainers(&draining, live, n_live) == 0)
+        env = child_env(&fds, chan[1], &draining);
+    grace__buf_free(&draining);
+    if (env == NULL) {
         r = GRACE_ENOMEM;
         goto out;
     }

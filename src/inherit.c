@@ -1,0 +1,195 @@
+/*
+ * inherit.c -- the inherited-socket protocol between an old process and
+ * the new one it starts (SPEC G1, B4: descriptors and the environment, no
+ * TCP port, no file).
+ *
+ *   GRACE_LISTEN_FDS  one line per listening socket: "FD|SPEC|SERVER\n",
+ *                     SPEC as the server was configured (":8199",
+ *                     "127.0.0.1:8100"), SERVER its name. Neither may hold
+ *                     '|' or a newline (format refuses them).
+ *   GRACE_DRAINING    the older processes that still drain, oldest first:
+ *                     "PID:STARTTIME:DEADLINE_MS:TIMEOUT_MS,..." (STARTTIME
+ *                     from /proc tells a live process from a reused PID;
+ *                     DEADLINE_MS is wall-clock, 0 while the drain has not
+ *                     begun; restart.c decides what to do with them).
+ *
+ * The parsers are pure (no system call), so they are fuzzed
+ * (tests/fuzz/fuzz_inherit.c) and unit-tested; the new process's side --
+ * checking that each descriptor is a listening stream socket, handing them
+ * to servers by (server, spec), closing the ones nobody took -- is at the
+ * end. The environment is read before main() (a constructor), and the
+ * variables leave the environment then, so the program's own children never
+ * see them.
+ */
+#include "internal.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* ---- GRACE_LISTEN_FDS ------------------------------------------------------ */
+
+/* One line of at most len bytes at p: "FD|SPEC|SERVER". */
+static bool parse_listen_line(const char *p, size_t len, grace__inherited_t *out)
+{
+    const char *end = p + len;
+    const char *bar1 = memchr(p, '|', len);
+    const char *bar2 = bar1 ? memchr(bar1 + 1, '|', (size_t)(end - bar1 - 1)) : NULL;
+    if (bar1 == NULL || bar2 == NULL || bar1 == p || bar1 - p > 9)
+        return false;
+    long fd = 0;
+    for (const char *d = p; d < bar1; d++) {
+        if (*d < '0' || *d > '9')
+            return false;
+        fd = fd * 10 + (*d - '0');
+    }
+    size_t spec_len = (size_t)(bar2 - bar1 - 1), name_len = (size_t)(end - bar2 - 1);
+    if (fd > INT32_MAX || spec_len == 0 || spec_len >= sizeof out->spec ||
+        name_len >= sizeof out->name || memchr(bar2 + 1, '|', name_len))
+        return false;
+    memset(out, 0, sizeof *out);
+    out->fd = (int)fd;
+    memcpy(out->spec, bar1 + 1, spec_len);
+    memcpy(out->name, bar2 + 1, name_len);
+    return true;
+}
+
+int grace__listen_fds_parse(const char *env, grace__inherited_t *out, int cap)
+{
+    int n = 0;
+    while (env && *env && n < cap) {
+        const char *eol = strchr(env, '\n');
+        size_t len = eol ? (size_t)(eol - env) : strlen(env);
+        if (parse_listen_line(env, len, &out[n]))
+            n++;
+        env += len + (eol != NULL);
+    }
+    return n;
+}
+
+int grace__listen_fds_format(grace__buf_t *b, int fd, const char *spec, const char *name)
+{
+    if (fd < 0 || !spec[0] || strpbrk(spec, "|\n") || strpbrk(name, "|\n") ||
+        strlen(spec) >= sizeof((grace__inherited_t *)0)->spec ||
+        strlen(name) >= sizeof((grace__inherited_t *)0)->name)
+        return GRACE_EINVAL;
+    return grace__buf_appendf(b, "%d|%s|%s\n", fd, spec, name);
+}
+
+/* ---- GRACE_DRAINING --------------------------------------------------------- */
+
+/* A decimal number at *p (no sign), stopping at the first non-digit. */
+static bool parse_u64(const char **p, uint64_t max, uint64_t *out)
+{
+    const char *s = *p;
+    uint64_t v = 0;
+    if (*s < '0' || *s > '9')
+        return false;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        if (v > (max - (uint64_t)(*s - '0')) / 10)
+            return false;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *p = s;
+    *out = v;
+    return true;
+}
+
+int grace__drainers_parse(const char *env, grace__drainer_t *out, int cap)
+{
+    int n = 0;
+    while (env && *env && n < cap) {
+        const char *p = env;
+        uint64_t v[4];
+        bool ok = true;
+        for (int i = 0; i < 4 && ok; i++) {
+            ok = parse_u64(&p, i == 0 ? INT32_MAX : INT64_MAX, &v[i]) &&
+                 (i == 3 ? (*p == ',' || *p == '\0') : *p++ == ':');
+        }
+        if (ok && v[0] > 0 && v[1] > 0) {
+            out[n++] = (grace__drainer_t){(long)v[0], (unsigned long long)v[1], (int64_t)v[2],
+                                          (int64_t)v[3]};
+        }
+        const char *comma = strchr(env, ',');
+        if (comma == NULL)
+            break;
+        env = comma + 1;
+    }
+    return n;
+}
+
+int grace__drainers_format(grace__buf_t *b, const grace__drainer_t *d, int n)
+{
+    int r = 0;
+    for (int i = 0; i < n; i++)
+        r |= grace__buf_appendf(b, "%s%ld:%llu:%lld:%lld", i ? "," : "", d[i].pid, d[i].start,
+                                (long long)d[i].deadline_ms, (long long)d[i].timeout_ms);
+    return r < 0 ? GRACE_ENOMEM : 0;
+}
+
+/* ---- The new process's side ------------------------------------------------------ */
+
+enum { MAX_INHERITED = 256 };
+
+static struct {
+    pthread_mutex_t mu;
+    grace__inherited_t inh[MAX_INHERITED];
+    int n;
+} in = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* Only a listening stream socket is taken; anything else named in the
+ * variable is not ours, and is left alone. */
+static bool is_listening_stream(int fd)
+{
+    int type = 0, listening = 0;
+    socklen_t l1 = sizeof type, l2 = sizeof listening;
+    return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l1) == 0 &&
+           getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &l2) == 0 &&
+           type == SOCK_STREAM && listening;
+}
+
+__attribute__((constructor)) static void inherit_init(void)
+{
+    grace__inherited_t all[MAX_INHERITED];
+    int n = grace__listen_fds_parse(getenv("GRACE_LISTEN_FDS"), all, MAX_INHERITED);
+    for (int i = 0; i < n; i++) {
+        if (!is_listening_stream(all[i].fd))
+            continue;
+        fcntl(all[i].fd, F_SETFD, FD_CLOEXEC); /* only the next restart passes it on */
+        in.inh[in.n++] = all[i];
+    }
+    unsetenv("GRACE_LISTEN_FDS");
+}
+
+int grace__inherit_take(const char *server, const char *spec)
+{
+    pthread_mutex_lock(&in.mu);
+    int fd = -1;
+    for (int i = 0; i < in.n && fd < 0; i++) {
+        grace__inherited_t *e = &in.inh[i];
+        if (!e->taken && strcmp(e->name, server) == 0 && strcmp(e->spec, spec) == 0) {
+            e->taken = true;
+            fd = e->fd;
+        }
+    }
+    pthread_mutex_unlock(&in.mu);
+    return fd;
+}
+
+void grace__inherit_close_unused(void)
+{
+    pthread_mutex_lock(&in.mu);
+    for (int i = 0; i < in.n; i++) {
+        if (!in.inh[i].taken) {
+            grace_log("closing inherited socket [%s] of server %s: no server uses it",
+                      in.inh[i].spec, in.inh[i].name);
+            close(in.inh[i].fd);
+            in.inh[i].taken = true;
+        }
+    }
+    pthread_mutex_unlock(&in.mu);
+}
