@@ -5,7 +5,7 @@
 #
 #   build  compiler and build tools: gcc, make, cmake, pkg-config
 #   test   build + clang (warning check) + python3-pytest, python3-requests
-#          (black-box tests) + curl
+#          (black-box tests) + curl and wrk (real clients across restarts)
 #   bench  build + wrk (load generator) + nginx-light (the peer we compare
 #          with) + python3-matplotlib (plots); linux-perf if it can be had
 #
@@ -24,7 +24,7 @@ usage() {
 }
 
 build_pkgs=(build-essential gcc make cmake pkg-config libssl-dev openssl)
-test_pkgs=("${build_pkgs[@]}" clang python3-pytest python3-requests curl chromium libclang-rt-14-dev)
+test_pkgs=("${build_pkgs[@]}" clang python3-pytest python3-requests curl wrk chromium libclang-rt-14-dev)
 bench_pkgs=("${build_pkgs[@]}" wrk nginx-light python3-matplotlib)
 bench_optional=(linux-perf) # perf stat for the benchmark, when the kernel allows
 
