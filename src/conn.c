@@ -120,7 +120,7 @@ void grace__conn_close(grace__conn_t *c)
         grace_log("server %s: below max_connections again; %ld connections were answered 503",
                   s->name, atomic_exchange(&s->n_refused, 0));
     if (left == 0)
-        grace__server_conn_closed(s);
+        grace__engine_conn_closed(s);
 }
 
 /* Write c->out without blocking. Returns 1 when all is written, 0 on EAGAIN,
@@ -548,7 +548,7 @@ static bool drain_closes(const grace__conn_t *c, int64_t now)
     const grace_server_t *s = c->server;
     if (atomic_load(&s->state) == GRACE__SRV_RUNNING)
         return false;
-    int64_t idle_ms = atomic_load(&grace__proc.drain_idle_ms);
+    int64_t idle_ms = atomic_load(&s->drain_idle_ms);
     int64_t from = c->active_ms + idle_ms;
     int64_t start = atomic_load(&s->drain_start_ms);
     if (from < start)

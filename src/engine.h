@@ -146,6 +146,8 @@ void grace__conn_linger(grace__conn_t *c, int64_t now);
  * idle deadlines (408), buffer trimming. Returns false if c was closed. */
 bool grace__conn_tick(grace__conn_t *c, int64_t now);
 
+/* workers.c: lifecycle's hook, for conn.c: s's connection count reached 0. */
+void grace__engine_conn_closed(grace_server_t *s);
 /* workers.c: mark the calling loop thread as inside a handler (the monitor
  * may hand its loop to another thread meanwhile). */
 void grace__handler_enter(void);

@@ -1,8 +1,8 @@
 /*
- * http1.c -- the HTTP/1.1 wire format: request-head parser,
- * percent-decoding and reason phrases (RFC 9112, RFC 9110). The chunked body
- * decoder is in chunked.c; both share the character classes of
- * http_chars.h.
+ * http1.c -- the HTTP/1.1 wire format: request-head parser and reason
+ * phrases (RFC 9112, RFC 9110). The chunked body decoder is in chunked.c;
+ * both share the character classes of http_chars.h. Percent-decoding of the
+ * path and the query is in url.c.
  *
  * Design: like picohttpparser, the parser is stateless and works in place.
  * Each call rescans the head from the first byte in one pass (a table lookup
@@ -577,28 +577,7 @@ int grace__http_parse_request(const char *buf, size_t len, size_t max_head_bytes
     return (int)head_len;
 }
 
-/* ---- Percent-decoding and reason phrases ---------------------------------- */
-
-ssize_t grace__url_decode(char *dst, const char *src, size_t len, bool plus_is_space)
-{
-    size_t w = 0;
-
-    /* w never passes i, so decoding in place (dst == src) is safe. %00
-     * yields a NUL byte: callers that build C strings must check for it. */
-    for (size_t i = 0; i < len; i++) {
-        char c = src[i];
-        if (c == '%') {
-            if (len - i < 3 || !is_class(src[i + 1], C_HEX) || !is_class(src[i + 2], C_HEX))
-                return -1;
-            c = (char)(hex_value(src[i + 1]) << 4 | hex_value(src[i + 2]));
-            i += 2;
-        } else if (c == '+' && plus_is_space) {
-            c = ' ';
-        }
-        dst[w++] = c;
-    }
-    return (ssize_t)w;
-}
+/* ---- Reason phrases --------------------------------------------------------- */
 
 /* Reason phrases of RFC 9110 section 15 plus a few registered extensions
  * (IANA registry). A switch compiles to a jump table; clang-format is off

@@ -11,18 +11,25 @@
  *                     "PID:STARTTIME:DEADLINE_MS:TIMEOUT_MS,..." (STARTTIME
  *                     from /proc tells a live process from a reused PID;
  *                     DEADLINE_MS is wall-clock, 0 while the drain has not
- *                     begun; restart.c decides what to do with them).
+ *                     begun: our parent's, which begins when we say ready;
+ *                     restart.c decides what to do with them).
+ *   GRACE_READY_FD    our end of a stream socket to the parent: we write
+ *                     "ready PID\n" when we serve, and keep it open while
+ *                     the parent may watch us (its probation, restart.c):
+ *                     "handed over\n" if we pass the sockets on in turn;
+ *                     our exit closes it.
  *
  * The parsers are pure (no system call), so they are fuzzed
  * (tests/fuzz/fuzz_inherit.c) and unit-tested; the new process's side --
  * checking that each descriptor is a listening stream socket, handing them
- * to servers by (server, spec), closing the ones nobody took -- is at the
- * end. The environment is read before main() (a constructor), and the
- * variables leave the environment then, so the program's own children never
- * see them.
+ * to servers by (server, spec), closing the ones nobody took, the channel to
+ * the parent -- is at the end. The environment is read before main() (a
+ * constructor), and the variables leave the environment then, so the
+ * program's own children never see them.
  */
 #include "internal.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -133,13 +140,17 @@ int grace__drainers_format(grace__buf_t *b, const grace__drainer_t *d, int n)
 
 /* ---- The new process's side ------------------------------------------------------ */
 
-enum { MAX_INHERITED = 256 };
+enum { MAX_INHERITED = 256, MAX_DRAINERS = 64 };
 
 static struct {
     pthread_mutex_t mu;
     grace__inherited_t inh[MAX_INHERITED];
     int n;
-} in = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    int parent_fd; /* GRACE_READY_FD; -1: none, or closed */
+    bool ready_sent;
+    grace__drainer_t drainers[MAX_DRAINERS];
+    int n_drainers;
+} in = {.mu = PTHREAD_MUTEX_INITIALIZER, .parent_fd = -1};
 
 /* Only a listening stream socket is taken; anything else named in the
  * variable is not ours, and is left alone. */
@@ -162,7 +173,18 @@ __attribute__((constructor)) static void inherit_init(void)
         fcntl(all[i].fd, F_SETFD, FD_CLOEXEC); /* only the next restart passes it on */
         in.inh[in.n++] = all[i];
     }
+    const char *ready = getenv("GRACE_READY_FD");
+    if (ready) {
+        int fd = atoi(ready);
+        if (fd > 2 && fcntl(fd, F_GETFD) >= 0) {
+            fcntl(fd, F_SETFD, FD_CLOEXEC);
+            in.parent_fd = fd;
+        }
+    }
+    in.n_drainers = grace__drainers_parse(getenv("GRACE_DRAINING"), in.drainers, MAX_DRAINERS);
     unsetenv("GRACE_LISTEN_FDS");
+    unsetenv("GRACE_READY_FD");
+    unsetenv("GRACE_DRAINING");
 }
 
 int grace__inherit_take(const char *server, const char *spec)
@@ -180,9 +202,30 @@ int grace__inherit_take(const char *server, const char *spec)
     return fd;
 }
 
-void grace__inherit_close_unused(void)
+/* A line to the parent (a stream socket: no SIGPIPE if it is gone).
+ * Called with in.mu held. */
+static void tell_parent(const char *msg)
+{
+    ssize_t w;
+    do
+        w = send(in.parent_fd, msg, strlen(msg), MSG_NOSIGNAL);
+    while (w < 0 && errno == EINTR);
+}
+
+void grace_ready(void)
 {
     pthread_mutex_lock(&in.mu);
+    if (in.ready_sent || in.parent_fd < 0) {
+        in.ready_sent = true;
+        pthread_mutex_unlock(&in.mu);
+        return;
+    }
+    in.ready_sent = true;
+    /* Our parent starts draining now: its drain limit runs from here. */
+    int64_t now = grace__wall_ms();
+    for (int i = 0; i < in.n_drainers; i++)
+        if (in.drainers[i].deadline_ms == 0)
+            in.drainers[i].deadline_ms = now + in.drainers[i].timeout_ms;
     for (int i = 0; i < in.n; i++) {
         if (!in.inh[i].taken) {
             grace_log("closing inherited socket [%s] of server %s: no server uses it",
@@ -191,5 +234,41 @@ void grace__inherit_close_unused(void)
             in.inh[i].taken = true;
         }
     }
+    char msg[32];
+    snprintf(msg, sizeof msg, "ready %ld\n", (long)getpid());
+    tell_parent(msg);
     pthread_mutex_unlock(&in.mu);
+}
+
+void grace__parent_handed_over(void)
+{
+    pthread_mutex_lock(&in.mu);
+    if (in.parent_fd >= 0 && in.ready_sent) {
+        tell_parent("handed over\n");
+        close(in.parent_fd);
+        in.parent_fd = -1;
+    }
+    pthread_mutex_unlock(&in.mu);
+}
+
+void grace__parent_forget(void)
+{
+    if (pthread_mutex_trylock(&in.mu) != 0)
+        return; /* (called from a tick: never wait) */
+    char b;
+    if (in.parent_fd >= 0 && in.ready_sent &&
+        recv(in.parent_fd, &b, 1, MSG_DONTWAIT | MSG_PEEK) == 0) {
+        close(in.parent_fd); /* the parent has exited: nobody watches */
+        in.parent_fd = -1;
+    }
+    pthread_mutex_unlock(&in.mu);
+}
+
+int grace__older_drainers(grace__drainer_t *out, int cap)
+{
+    pthread_mutex_lock(&in.mu);
+    int n = in.n_drainers < cap ? in.n_drainers : cap;
+    memcpy(out, in.drainers, (size_t)n * sizeof *out);
+    pthread_mutex_unlock(&in.mu);
+    return n;
 }

@@ -107,12 +107,30 @@ typedef struct {
  * max_body: total decoded size allowed; exceeding it returns -3. */
 ssize_t grace__chunked_decode(grace__chunked_t *d, char *buf, size_t *len, uint64_t max_body);
 
-/* Percent-decode src into dst (may be the same memory); '+' becomes ' ' only
- * when plus_is_space. Returns the decoded length, or -1 on a bad %XX. */
-ssize_t grace__url_decode(char *dst, const char *src, size_t len, bool plus_is_space);
-
 /* Reason phrase of a status code ("Not Found"); "Unknown" if none. */
 const char *grace__status_text(int status);
+
+/* ---- Percent-decoding and query strings (url.c) ----------------------------
+ * Pure functions (no state, no system call), fuzzed without a connection. */
+
+/* Percent-decode src into dst (may be the same memory); '+' becomes ' ' only
+ * when plus_is_space. Returns the decoded length (<= len), or -1 on a bad %XX
+ * ('%' not followed by two hex digits); dst is then partly written. %00
+ * decodes to a NUL byte. */
+ssize_t grace__url_decode(char *dst, const char *src, size_t len, bool plus_is_space);
+
+/* Find the parameter name in a raw query string ("a=1&b=x+y", without the
+ * '?'): the first pair whose key, percent-decoded with '+' as space, equals
+ * name exactly. A key with a bad %XX matches nothing; a pair without '=' has
+ * the empty value. The value is decoded the same way into alloc(ctx,
+ * value_len + 1), or copied as it came when it holds a bad %XX, and
+ * NUL-terminated; *out views it (it may hold NUL bytes from %00). query.ptr
+ * NULL (no '?') finds nothing.
+ * Returns 1 (found, *out set), 0 (absent, *out = {NULL,0}) or GRACE_ENOMEM
+ * (alloc returned NULL, *out = {NULL,0}). alloc is called at most once, and
+ * only when the name is found. */
+int grace__query_find(grace_str_t query, const char *name, void *(*alloc)(void *ctx, size_t size),
+                      void *ctx, grace_str_t *out);
 
 /* ---- Router (router.c) --------------------------------------------------- */
 #define GRACE__MAX_PARAMS 16
@@ -165,10 +183,16 @@ int grace__drainers_parse(const char *env, grace__drainer_t *out, int cap);
 int grace__listen_fds_format(grace__buf_t *b, int fd, const char *spec, const char *name);
 /* Append n GRACE_DRAINING entries, comma-separated. */
 int grace__drainers_format(grace__buf_t *b, const grace__drainer_t *d, int n);
-/* The new process's side: the inherited socket of (server, spec), or -1;
- * close those no server took (when the process says ready). */
+/* The new process's side: the inherited socket of (server, spec), or -1
+ * (grace_ready() closes those no server took). */
 int grace__inherit_take(const char *server, const char *spec);
-void grace__inherit_close_unused(void);
+/* To the parent: we passed the sockets on (it stops watching us). */
+void grace__parent_handed_over(void);
+/* Close the channel to a parent that has exited (a tick; never blocks). */
+void grace__parent_forget(void);
+/* The older processes that still drain (from GRACE_DRAINING), oldest
+ * first, our parent's deadline known once we said ready. */
+int grace__older_drainers(grace__drainer_t *out, int cap);
 
 /* ---- Log (log.c) --------------------------------------------------------- */
 /* Format "YYYY-MM-DD HH:MM:SS.mmm PID: " + message + "\n" into out (at most
@@ -185,7 +209,13 @@ int64_t grace__now_ms(void); /* CLOCK_MONOTONIC milliseconds */
  * second. Thread-safe. */
 void grace__http_date(char out[32]);
 
-/* ==== Engine (server.c, workers.c, request.c, response.c) ================
+/* ==== Servers, the engine and the process =================================
+ * Layers, lowest first (docs/architecture.md): buf, log, sys, http1,
+ * chunked, url, router, tls, inherit, signals -> request, response -> conn,
+ * conn_pool -> workers (the engine: loops, threads, accept) -> lifecycle ->
+ * server -> restart, admin. A layer calls only the layers below it; the
+ * engine reports upward through the hooks lifecycle.c gives it.
+ *
  * Threads: a fixed set of event loops (one per core), each an epoll set with
  * edge-triggered connections. A loop is run by exactly one thread at a time;
  * when that thread stays inside a handler longer than a few milliseconds the
@@ -230,6 +260,9 @@ enum { GRACE__SRV_NEW, GRACE__SRV_RUNNING, GRACE__SRV_DRAINING, GRACE__SRV_STOPP
 #define GRACE__MAX_LISTENERS 32
 #define GRACE__MAX_MIDDLEWARE 32
 
+/* A server (server.c makes it; its configuration is read-only once it has
+ * started, so every layer reads it without locks; the atomics are its life
+ * (lifecycle.c) and counts (the engine)). */
 struct grace_server {
     char name[64];
     grace_server_options_t opt; /* defaults filled in */
@@ -237,6 +270,8 @@ struct grace_server {
     grace__router_t *router;
     grace__middleware_t mw[GRACE__MAX_MIDDLEWARE];
     size_t n_mw;
+    const grace__middleware_t *global_mw; /* the process's, fixed at start */
+    size_t n_global_mw;
     grace__listener_t listeners[GRACE__MAX_LISTENERS];
     size_t n_listeners;
     _Atomic int state;
@@ -248,26 +283,11 @@ struct grace_server {
     atomic_bool all_released;           /* every loop dropped them */
     atomic_bool listeners_closed;       /* ... and the fds are closed (after probation) */
     atomic_int_fast64_t drain_start_ms; /* when the drain began (monotonic); 0 before */
+    atomic_int_fast64_t drain_idle_ms;  /* draining: close connections idle this long */
     char *cert_path, *key_path;         /* HTTPS, set by enable_https */
     SSL_CTX *tls_ctx;                   /* built at start */
-    struct grace_server *next;          /* process list */
+    struct grace_server *next;          /* process list (server.c) */
 };
-
-/* Process-wide singleton state (server.c). */
-typedef struct {
-    pthread_mutex_t mu;
-    pthread_cond_t cond; /* grace_wait */
-    grace_server_t *servers;
-    int n_running; /* started, not yet stopped */
-    grace__middleware_t global_mw[GRACE__MAX_MIDDLEWARE];
-    size_t n_global_mw;
-    atomic_int_fast64_t drain_idle_ms; /* restart option drain_idle_ms (conn.c reads it) */
-    /* Probation of a restart (restart.c): until then a draining process keeps
-     * its listening sockets open, to take them back if the new one dies. */
-    atomic_int_fast64_t probation_until_ms; /* monotonic; 0: none */
-} grace__proc_t;
-
-extern grace__proc_t grace__proc;
 
 /* Request and response as handlers see them; embedded in the connection and
  * reset for every request. */
@@ -298,10 +318,22 @@ struct grace_response {
     uint64_t sent_body;   /* body bytes sent while streaming */
 };
 
-/* workers.c */
-int grace__engine_start(void); /* once; loops + monitor */
-int grace__engine_add_listener(grace__listener_t *l);
-void grace__engine_drain_server(grace_server_t *s); /* wake loops to drain s */
+/* workers.c: the engine. It reports upward only through these hooks, given
+ * once by lifecycle.c: a server's last connection closed; every loop let go
+ * of a draining server's listeners; the monitor's tick (every few ms). */
+typedef struct {
+    void (*conn_closed)(grace_server_t *s);
+    void (*listeners_released)(grace_server_t *s);
+    void (*tick)(int64_t now);
+} grace__engine_hooks_t;
+int grace__engine_start(const grace__engine_hooks_t *hooks); /* once; loops + monitor */
+/* More work for the monitor tick (restart.c's children); before start. */
+int grace__engine_on_tick(void (*fn)(int64_t now));
+/* Serve s's listeners (open) in every loop, all or none (0 or -errno). */
+int grace__engine_add_server(grace_server_t *s);
+/* Wake every loop to match its listeners with their servers' states: a
+ * draining server's leave its epoll set, a running one's come back. */
+void grace__engine_sync_listeners(void);
 /* Write all of data to the connection from a handler thread (streaming),
  * waiting up to the write timeout. 0 or negative error. */
 int grace__conn_write_blocking(grace__conn_t *c, const char *data, size_t len);
@@ -312,31 +344,31 @@ grace__arena_t *grace__conn_arena(grace__conn_t *c);
 bool grace__conn_draining(const grace__conn_t *c);
 const grace_request_t *grace__conn_request(const grace__conn_t *c);
 
-/* server.c */
-void grace__server_conn_closed(grace_server_t *s); /* after n_conns-- */
-/* Every loop dropped s's listeners (workers.c): close them, unless a
- * restart's probation keeps them; then s may stop. */
-void grace__server_listeners_released(grace_server_t *s);
-/* Probation over: close what grace__server_listeners_released kept. */
-void grace__servers_probation_over(void);
-/* Probation rollback: every draining server whose listeners are still open
- * runs again (its loops take the listeners back). Returns how many. */
-int grace__servers_undrain(void);
-
-/* server.c: drain every running server (no log line); stop waiting for
- * connections (drain limit passed, or a second shutdown signal); wait until
- * every server stopped. */
-void grace__drain_all(void);
-void grace__force_stop(const char *why);
-void grace__wait_stopped(void);
-
-/* restart.c */
-void grace__drain_begin(void); /* start the graceful_shutdown_timeout clock */
+/* lifecycle.c: the process's life (see the file). */
+int grace__lifecycle_start(void);                  /* first server start: engine, signals */
+void grace__lifecycle_started(grace_server_t *s);  /* s runs: count it */
+void grace__lifecycle_set_drain(int64_t shutdown_timeout_ms, int64_t idle_ms);
+void grace__drain_begin(void);                     /* start the drain limit's clock */
+void grace__drain_all(void);                       /* drain every running server */
 bool grace__is_draining(void);
-void grace__drain_tick(int64_t now); /* monitor thread, every tick */
-bool grace__full_restart_pending(void);
-void grace__on_restart_signal(int sig); /* SIGUSR1 / SIGUSR2 */
-void grace__reap_children(void);        /* SIGCHLD: reap the new processes we started */
+void grace__force_stop(const char *why);           /* the drain is over: stop waiting */
+void grace__wait_stopped(void);                    /* until every server stopped */
+void grace__lifecycle_hold(bool on);               /* grace_wait() must not return */
+/* A restart's probation: until (monotonic ms) the listeners of draining
+ * servers stay open; 0 ends it and closes them. */
+void grace__lifecycle_probation(int64_t until_ms);
+/* Probation rollback: draining servers whose listeners are open run again
+ * (their loops take the listeners back); the drain is off. Returns how many. */
+int grace__lifecycle_undrain(void);
+
+/* signals.c: fn runs on the signal thread when sig arrives (registered
+ * before start); start installs the handlers, once. */
+int grace__signal_on(int sig, void (*fn)(int sig));
+int grace__signals_start(void);
+
+/* sys.c */
+int grace__thread_detached(void *(*fn)(void *), void *arg); /* 0 or -errno */
+int64_t grace__wall_ms(void); /* CLOCK_REALTIME milliseconds */
 
 /* tls.c: context (error text in why), connections, non-blocking I/O that
  * returns bytes, 0 at a clean end, -EAGAIN, or another -errno. */

@@ -7,7 +7,9 @@
  * its per-request arena, so it is valid until the handler returns. Dispatch
  * builds the chain once per request: global middleware, then the server's
  * middleware whose prefix covers the path, then the final step (the route's
- * handler, or a 404/405 answer). grace_next() advances it. SPEC S3.
+ * handler, or a 404/405 answer). grace_next() advances it. Query parameters
+ * are looked up and decoded by url.c (grace__query_find) into the arena.
+ * SPEC S3.
  */
 #include "internal.h"
 
@@ -35,42 +37,18 @@ grace_str_t grace_request_query_string(const grace_request_t *r)
     return r->h.query;
 }
 
+static void *arena_alloc(void *arena, size_t size)
+{
+    return grace__arena_alloc(arena, size);
+}
+
 grace_str_t grace_request_query(grace_request_t *r, const char *name)
 {
-    grace_str_t none = {NULL, 0};
-    const char *p = r->h.query.ptr;
-    if (p == NULL)
-        return none;
-    const char *end = p + r->h.query.len;
-    size_t name_len = strlen(name);
-    while (p < end) {
-        const char *amp = memchr(p, '&', (size_t)(end - p));
-        const char *pair_end = amp ? amp : end;
-        const char *eq = memchr(p, '=', (size_t)(pair_end - p));
-        const char *key_end = eq ? eq : pair_end;
-        /* Keys are compared decoded, so "a%5Fb" matches "a_b". */
-        char key[256];
-        size_t key_raw = (size_t)(key_end - p);
-        if (key_raw < sizeof key) {
-            ssize_t kl = grace__url_decode(key, p, key_raw, true);
-            if (kl == (ssize_t)name_len && memcmp(key, name, name_len) == 0) {
-                const char *v = eq ? eq + 1 : pair_end;
-                size_t vlen = (size_t)(pair_end - v);
-                char *d = grace__arena_alloc(grace__conn_arena(r->conn), vlen + 1);
-                if (d == NULL)
-                    return none;
-                ssize_t n = grace__url_decode(d, v, vlen, true);
-                if (n < 0) { /* keep a malformed value as it came */
-                    memcpy(d, v, vlen);
-                    n = (ssize_t)vlen;
-                }
-                d[n] = '\0';
-                return (grace_str_t){d, (size_t)n};
-            }
-        }
-        p = pair_end + 1;
-    }
-    return none;
+    /* url.c does the lookup and the decoding; out of memory reads as absent
+     * ({NULL,0}), like a missing parameter. */
+    grace_str_t v;
+    (void)grace__query_find(r->h.query, name, arena_alloc, grace__conn_arena(r->conn), &v);
+    return v;
 }
 
 grace_str_t grace_request_host(const grace_request_t *r)
@@ -190,8 +168,8 @@ void grace__request_dispatch(grace_request_t *req, grace_response_t *res)
     req->is_head = req->h.method.len == 4 && memcmp(req->h.method.ptr, "HEAD", 4) == 0;
     req->n_chain = 0;
     /* Global middleware is fixed before any server starts: read unlocked. */
-    for (size_t i = 0; i < grace__proc.n_global_mw; i++)
-        req->chain[req->n_chain++] = &grace__proc.global_mw[i];
+    for (size_t i = 0; i < s->n_global_mw; i++)
+        req->chain[req->n_chain++] = &s->global_mw[i];
     for (size_t i = 0; i < s->n_mw; i++)
         if (covers(&s->mw[i], req->path))
             req->chain[req->n_chain++] = &s->mw[i];

@@ -22,7 +22,7 @@
  *     close", closes connections idle for drain_idle_ms (conn.c), and exits
  *     when grace_wait() returns -- or when graceful_shutdown_timeout_ms
  *     passes, cutting what is left. It reaps the new process if that one
- *     exits first (SIGCHLD, see grace__reap_children): no zombie, ever.
+ *     exits first (SIGCHLD, see reap_children): no zombie, ever.
  *  5. If the child exits, or is not ready within graceful_timeout_ms (then
  *     it is killed and reaped), the old process keeps serving (rollback).
  * Draining generations are counted, live ones only, through GRACE_DRAINING
@@ -59,11 +59,6 @@ static struct {
     int64_t start_ms;
     char exe[4096];
     char **argv; /* NULL-terminated copy of our argv */
-    int ready_fd;
-    bool ready_sent;
-    drainer_t drainers[MAX_DRAINERS]; /* older processes draining (from GRACE_DRAINING) */
-    int n_drainers;
-    atomic_int_fast64_t drain_deadline_ms; /* 0: not draining */
     atomic_bool handed_over;               /* a new process serves: we only drain */
     atomic_bool full_pending;              /* a full restart waits for the drain */
     pthread_mutex_t kids_mu;               /* guards kids */
@@ -77,26 +72,23 @@ static struct {
     char probation_msg[64];
     size_t probation_len;
     int64_t ready_ms;
+    int64_t probation_until_ms;
+    atomic_int probing; /* a probation is running (the tick reads it) */
     bool successor_exited;
     int successor_status;
 } rs = {
     .mu = PTHREAD_MUTEX_INITIALIZER,
     .kids_mu = PTHREAD_MUTEX_INITIALIZER,
     .opt = {0, 30000, 5000, 8, 1000, 2000},
-    .ready_fd = -1,
     .probation_fd = -1,
 };
 
-/* ---- Start-up: facts and inherited sockets --------------------------------- */
+static void on_restart_signal(int sig);
+static void on_child_signal(int sig);
+static void restart_tick(int64_t now);
+static void reap_children(void);
 
-/* Wall-clock milliseconds: drain deadlines are compared across processes and
- * shown to people. */
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+/* ---- Start-up: facts --------------------------------------------------------- */
 
 static void read_argv(void)
 {
@@ -134,50 +126,12 @@ __attribute__((constructor)) static void restart_init(void)
     ssize_t n = readlink("/proc/self/exe", rs.exe, sizeof rs.exe - 1);
     rs.exe[n > 0 ? n : 0] = '\0';
     read_argv();
-    const char *rfd = getenv("GRACE_READY_FD");
-    if (rfd) {
-        int fd = atoi(rfd);
-        if (fd > 2 && fcntl(fd, F_GETFD) >= 0) {
-            fcntl(fd, F_SETFD, FD_CLOEXEC);
-            rs.ready_fd = fd;
-        }
-    }
-    rs.n_drainers = grace__drainers_parse(getenv("GRACE_DRAINING"), rs.drainers, MAX_DRAINERS - 1);
-    unsetenv("GRACE_READY_FD");
-    unsetenv("GRACE_DRAINING");
-}
-
-/* A line to the process that started us, on the ready channel (a stream
- * socket: no SIGPIPE if it is gone). */
-static void tell_parent(const char *msg, size_t len)
-{
-    ssize_t w;
-    do
-        w = send(rs.ready_fd, msg, len, MSG_NOSIGNAL);
-    while (w < 0 && errno == EINTR);
-}
-
-void grace_ready(void)
-{
-    pthread_mutex_lock(&rs.mu);
-    if (rs.ready_sent || rs.ready_fd < 0) {
-        rs.ready_sent = true;
-        pthread_mutex_unlock(&rs.mu);
-        return;
-    }
-    rs.ready_sent = true;
-    /* Our parent starts draining now: its drain limit runs from here. */
-    int64_t now = wall_ms();
-    for (int i = 0; i < rs.n_drainers; i++)
-        if (rs.drainers[i].deadline_ms == 0)
-            rs.drainers[i].deadline_ms = now + rs.drainers[i].timeout_ms;
-    grace__inherit_close_unused();
-    char msg[32];
-    int len = snprintf(msg, sizeof msg, "ready %ld\n", (long)getpid());
-    tell_parent(msg, (size_t)len);
-    /* The channel stays open: the parent watches it during its probation
-     * (EOF: we exited; "handed over": we passed the sockets on). */
-    pthread_mutex_unlock(&rs.mu);
+    /* What the signals mean for a restart, and the tick that watches
+     * children; both take effect when the first server starts. */
+    grace__signal_on(SIGUSR1, on_restart_signal);
+    grace__signal_on(SIGUSR2, on_restart_signal);
+    grace__signal_on(SIGCHLD, on_child_signal);
+    grace__engine_on_tick(restart_tick);
 }
 
 /* ---- Options and facts ------------------------------------------------------ */
@@ -200,7 +154,7 @@ int grace_set_restart_options(const grace_restart_options_t *o)
         rs.opt.drain_idle_ms = o->drain_idle_ms;
     if (o->probation_ms)
         rs.opt.probation_ms = o->probation_ms;
-    atomic_store(&grace__proc.drain_idle_ms, rs.opt.drain_idle_ms);
+    grace__lifecycle_set_drain(rs.opt.graceful_shutdown_timeout_ms, rs.opt.drain_idle_ms);
     pthread_mutex_unlock(&rs.mu);
     return 0;
 }
@@ -222,63 +176,29 @@ const char *grace_executable_path(void)
     return rs.exe;
 }
 
-/* The channel to the process that started us is kept while it may watch
- * us (its probation); once it has exited (EOF), close our end. Monitor
- * thread; never blocks (a restart in progress holds rs.mu: next time). */
-static void forget_parent(void)
+/* ---- Tick ---------------------------------------------------------------------- */
+
+/* The engine's monitor calls this every few milliseconds: during a probation
+ * the successor is watched at every tick (its channel is read in
+ * probation_check); otherwise, once a second, exited children are reaped
+ * (for programs that keep SIGCHLD for themselves) and the channel to a
+ * parent that has exited is closed. */
+static void restart_tick(int64_t now)
 {
-    if (pthread_mutex_trylock(&rs.mu) != 0)
+    if (now >= rs.next_reap_ms) {
+        rs.next_reap_ms = now + 1000;
+        grace__parent_forget();
+    } else if (atomic_load(&rs.probing) == 0) {
         return;
-    char b;
-    if (rs.ready_fd >= 0 && rs.ready_sent && recv(rs.ready_fd, &b, 1, MSG_DONTWAIT | MSG_PEEK) == 0) {
-        close(rs.ready_fd);
-        rs.ready_fd = -1;
     }
-    pthread_mutex_unlock(&rs.mu);
-}
-
-/* ---- Drain limit -------------------------------------------------------------- */
-
-void grace__drain_begin(void)
-{
-    int64_t zero = 0;
-    int64_t deadline = grace__now_ms() + rs.opt.graceful_shutdown_timeout_ms;
-    atomic_compare_exchange_strong(&rs.drain_deadline_ms, &zero, deadline);
-}
-
-bool grace__is_draining(void)
-{
-    return atomic_load(&rs.drain_deadline_ms) != 0;
-}
-
-/* Called by the monitor thread every tick: past the drain limit, stop
- * waiting for what is left; grace_wait() returns and the process exits,
- * which closes the remaining connections. Also the fallback poll for exited
- * children, for programs that keep SIGCHLD for themselves. */
-void grace__drain_tick(int64_t now)
-{
-    int64_t probation = atomic_load(&grace__proc.probation_until_ms);
-    if (probation || now >= rs.next_reap_ms) {
-        /* Every tick during a probation (the successor's channel is read
-         * here), else once a second. */
-        if (now >= rs.next_reap_ms) {
-            rs.next_reap_ms = now + 1000;
-            forget_parent();
-        }
-        grace__reap_children(); /* (also checks the probation) */
-    }
-    int64_t deadline = atomic_load(&rs.drain_deadline_ms);
-    if (deadline == 0 || now < deadline || probation)
-        return;
-    atomic_store(&rs.drain_deadline_ms, INT64_MAX); /* once */
-    grace__force_stop("graceful_shutdown_timeout passed");
+    reap_children(); /* (also checks the probation) */
 }
 
 /* ---- Probation ------------------------------------------------------------------ */
 
 /* For probation_ms after its successor said ready, a draining process keeps
- * its listening sockets open without accepting on them (server.c holds the
- * close back while grace__proc.probation_until_ms is set). The successor
+ * its listening sockets open without accepting on them (lifecycle.c holds
+ * the close back while grace__lifecycle_probation() says so). The successor
  * keeps the ready channel open and writes "handed over" if it passes the
  * sockets on in turn: from then on it watches its own successor. If it
  * crashes first (a signal, or a non-zero exit status), this process takes
@@ -294,8 +214,8 @@ static void probation_end(void)
     rs.successor = 0;
     rs.successor_exited = false;
     rs.probation_len = 0;
-    atomic_store(&grace__proc.probation_until_ms, 0);
-    grace__servers_probation_over(); /* close what the drain kept open */
+    atomic_store(&rs.probing, 0);
+    grace__lifecycle_probation(0); /* close what the drain kept open */
 }
 
 static void take_back(int64_t now)
@@ -311,9 +231,8 @@ static void take_back(int64_t now)
               "takes its sockets back and keeps serving",
               (int)rs.successor, how, (long long)(now - rs.ready_ms),
               (long long)rs.opt.probation_ms);
-    atomic_store(&rs.drain_deadline_ms, 0);
     atomic_store(&rs.handed_over, false);
-    grace__servers_undrain(); /* before the probation ends: nothing may close */
+    grace__lifecycle_undrain(); /* before the probation ends: nothing may close */
     probation_end();
 }
 
@@ -332,7 +251,7 @@ static void probation_check(int64_t now)
         probation_end(); /* it serves through a successor of its own */
     else if (rs.successor_exited && (WIFSIGNALED(st) || WEXITSTATUS(st) != 0))
         take_back(now);
-    else if (rs.successor_exited || now >= atomic_load(&grace__proc.probation_until_ms))
+    else if (rs.successor_exited || now >= rs.probation_until_ms)
         probation_end();
 }
 
@@ -345,11 +264,19 @@ static void start_probation(pid_t pid, int fd, const char *pending)
     rs.ready_ms = grace__now_ms();
     snprintf(rs.probation_msg, sizeof rs.probation_msg, "%s", pending);
     rs.probation_len = strlen(rs.probation_msg);
-    atomic_store(&grace__proc.probation_until_ms, rs.ready_ms + rs.opt.probation_ms);
+    rs.probation_until_ms = rs.ready_ms + rs.opt.probation_ms;
+    atomic_store(&rs.probing, 1);
+    grace__lifecycle_probation(rs.probation_until_ms);
     pthread_mutex_unlock(&rs.kids_mu);
 }
 
 /* ---- Children ------------------------------------------------------------------ */
+
+static void on_child_signal(int sig)
+{
+    (void)sig;
+    reap_children();
+}
 
 /* A new process that took over is our child until we exit: reap it if it
  * exits first (it may be restarted in turn while we still drain a long
@@ -362,10 +289,10 @@ static void track_child(pid_t pid)
     if (rs.n_kids < MAX_CHILDREN)
         rs.kids[rs.n_kids++] = pid;
     pthread_mutex_unlock(&rs.kids_mu);
-    grace__reap_children(); /* it may have exited before it was listed */
+    reap_children(); /* it may have exited before it was listed */
 }
 
-void grace__reap_children(void)
+static void reap_children(void)
 {
     pthread_mutex_lock(&rs.kids_mu);
     for (int i = 0; i < rs.n_kids;) {
@@ -436,10 +363,11 @@ static unsigned long long proc_start_time(long pid)
 /* The older processes that still drain (alive, not zombies), oldest first. */
 static int live_drainers(drainer_t *out)
 {
-    int n = 0;
-    for (int i = 0; i < rs.n_drainers; i++)
-        if (proc_start_time(rs.drainers[i].pid) == rs.drainers[i].start)
-            out[n++] = rs.drainers[i];
+    drainer_t all[MAX_DRAINERS];
+    int n_all = grace__older_drainers(all, MAX_DRAINERS - 1), n = 0;
+    for (int i = 0; i < n_all; i++)
+        if (proc_start_time(all[i].pid) == all[i].start)
+            out[n++] = all[i];
     return n;
 }
 
@@ -456,7 +384,7 @@ static int cmp_deadline(const void *a, const void *b)
 static int refuse_max_draining(drainer_t *live, int n_live, grace_restart_outcome_t *out)
 {
     qsort(live, (size_t)n_live, sizeof *live, cmp_deadline);
-    int64_t now = wall_ms();
+    int64_t now = grace__wall_ms();
     int must_end = n_live + 1 - rs.opt.max_draining; /* >= 1 */
     int64_t wait_ms = live[must_end - 1].deadline_ms - now;
     out->retry_after_s = wait_ms <= 1000 ? 1 : (int)((wait_ms + 999) / 1000);
@@ -743,13 +671,9 @@ static int graceful_restart(const char *exe, grace_restart_outcome_t *out)
                   (int)pid);
         grace__drain_begin();
         grace__drain_all();
-        if (rs.ready_fd >= 0) {
-            /* Our own parent may still be on probation watch: it need not
-             * take the sockets back if we exit now. */
-            tell_parent("handed over\n", 12);
-            close(rs.ready_fd);
-            rs.ready_fd = -1;
-        }
+        /* Our own parent may still be on probation watch: it need not
+         * take the sockets back if we exit now. */
+        grace__parent_handed_over();
     }
 out:
     if (r < 0 && out->why[0] == '\0')
@@ -806,6 +730,7 @@ static int full_restart(const char *exe, grace_restart_outcome_t *out)
         snprintf(out->why, sizeof out->why, "a full restart is already in progress");
     } else {
         atomic_store(&rs.full_pending, true);
+        grace__lifecycle_hold(true); /* grace_wait() must not return before the exec */
         snprintf(full_exe, sizeof full_exe, "%s", exe);
     }
     pthread_mutex_unlock(&rs.mu);
@@ -815,22 +740,16 @@ static int full_restart(const char *exe, grace_restart_outcome_t *out)
         return r;
     }
     grace_log("server restarting");
-    pthread_t t;
-    if (pthread_create(&t, NULL, full_restart_thread, NULL) != 0) {
+    if (grace__thread_detached(full_restart_thread, NULL) < 0) {
         atomic_store(&rs.full_pending, false);
+        grace__lifecycle_hold(false);
         snprintf(out->why, sizeof out->why, "cannot start a thread");
         grace_log("restart failed: %s; this process keeps serving", out->why);
         return GRACE_ENOMEM;
     }
-    pthread_detach(t);
     grace__drain_begin();
     grace__drain_all();
     return 0;
-}
-
-bool grace__full_restart_pending(void)
-{
-    return atomic_load(&rs.full_pending);
 }
 
 /* ---- API ----------------------------------------------------------------------- */
@@ -887,8 +806,10 @@ int grace_server_reload(grace_server_t *s, const char *new_exe_path)
     return grace_reload(new_exe_path);
 }
 
-void grace__on_restart_signal(int sig)
+static void on_restart_signal(int sig)
 {
+    grace_log("received signal %d (%s): %s restart", sig, strsignal(sig),
+              sig == SIGUSR1 ? "graceful" : "full");
     if (sig == SIGUSR2) {
         grace_restart_full(NULL);
         return;

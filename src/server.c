@@ -1,15 +1,14 @@
 /*
- * server.c -- named servers (process-wide singletons), their listen
- * addresses, start / run / wait / shutdown, and signal handling.
+ * server.c -- named servers (process-wide singletons), their configuration,
+ * their listen addresses and their start (SPEC S1, S2, S4).
  *
- * SPEC S1, S2, S4, G3, G7 (shutdown signals). Servers are created on first
- * use by name and never freed. Configuration (ports, routes, middleware,
- * options) happens before start and is then read-only, so workers read it
- * without locks. Server state moves NEW -> RUNNING -> DRAINING -> STOPPED;
- * grace__proc.mu guards the server list and the running count that
- * grace_wait() sleeps on. Signals arrive through a self-pipe: the handler
- * only writes the signal number; a dedicated thread reads it and acts, so
- * nothing unsafe runs in signal context, whichever thread took the signal.
+ * Servers are created on first use by name and never freed. Configuration
+ * (ports, routes, middleware, options) happens before start and is then
+ * read-only, so every layer reads it without locks. Starting a server opens
+ * (or takes over, after a restart) its listening sockets, hands them to the
+ * engine and tells lifecycle.c, which owns the rest of its life (drain,
+ * stop, grace_wait). reg.mu guards the server list and the global
+ * middleware.
  */
 #include "internal.h"
 
@@ -24,11 +23,13 @@
 #include <string.h>
 #include <unistd.h>
 
-grace__proc_t grace__proc = {
-    .mu = PTHREAD_MUTEX_INITIALIZER,
-    .cond = PTHREAD_COND_INITIALIZER,
-    .drain_idle_ms = 1000,
-};
+/* The process's servers and global middleware: a deliberate singleton. */
+static struct {
+    pthread_mutex_t mu;
+    grace_server_t *servers; /* newest first; only grows */
+    grace__middleware_t global_mw[GRACE__MAX_MIDDLEWARE];
+    size_t n_global_mw;
+} reg = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static const grace_server_options_t default_options = {
     .max_header_bytes = 10240,
@@ -46,8 +47,8 @@ grace_server_t *grace_server(const char *name)
 {
     if (name == NULL || name[0] == '\0')
         name = "default";
-    pthread_mutex_lock(&grace__proc.mu);
-    grace_server_t *s = grace__proc.servers;
+    pthread_mutex_lock(&reg.mu);
+    grace_server_t *s = reg.servers;
     for (; s; s = s->next)
         if (strcmp(s->name, name) == 0)
             goto out;
@@ -66,10 +67,10 @@ grace_server_t *grace_server(const char *name)
         goto out;
     }
     atomic_init(&s->state, GRACE__SRV_NEW);
-    s->next = grace__proc.servers;
-    grace__proc.servers = s;
+    s->next = reg.servers;
+    reg.servers = s;
 out:
-    pthread_mutex_unlock(&grace__proc.mu);
+    pthread_mutex_unlock(&reg.mu);
     return s;
 }
 
@@ -344,9 +345,9 @@ int grace_server_use(grace_server_t *s, const char *prefix, grace_middleware_cb 
 
 int grace_use_global(grace_middleware_cb fn, void *user)
 {
-    pthread_mutex_lock(&grace__proc.mu);
-    int r = add_middleware(grace__proc.global_mw, &grace__proc.n_global_mw, NULL, fn, user);
-    pthread_mutex_unlock(&grace__proc.mu);
+    pthread_mutex_lock(&reg.mu);
+    int r = add_middleware(reg.global_mw, &reg.n_global_mw, NULL, fn, user);
+    pthread_mutex_unlock(&reg.mu);
     return r;
 }
 
@@ -432,8 +433,6 @@ static int open_listener(grace__listener_t *l)
     return 0;
 }
 
-static int start_signals(void);
-
 /* max_connections when the program sets none: 3/4 of the descriptors the
  * process may open, keeping at most 1024 for everything else. */
 static size_t default_max_connections(void)
@@ -457,14 +456,18 @@ int grace_server_start(grace_server_t *s)
         return GRACE_ESTATE;
     if (s->opt.max_connections == 0)
         s->opt.max_connections = default_max_connections();
-    int r = grace__engine_start();
-    if (r == 0)
-        r = start_signals();
+    int r = grace__lifecycle_start(); /* (once: the engine, the signals) */
     if (r == 0)
         r = prepare_tls(s);
     size_t opened = 0;
     for (; r == 0 && opened < s->n_listeners; opened++)
         r = open_listener(&s->listeners[opened]);
+    pthread_mutex_lock(&reg.mu);
+    s->global_mw = reg.global_mw; /* fixed from now on: read unlocked */
+    s->n_global_mw = reg.n_global_mw;
+    pthread_mutex_unlock(&reg.mu);
+    if (r == 0)
+        r = grace__engine_add_server(s);
     if (r < 0) {
         /* Listen on all addresses or none: a half-started server would hide
          * the error behind a port that works. */
@@ -477,14 +480,10 @@ int grace_server_start(grace_server_t *s)
         atomic_store(&s->state, GRACE__SRV_NEW);
         return r;
     }
-    pthread_mutex_lock(&grace__proc.mu);
-    grace__proc.n_running++;
-    pthread_mutex_unlock(&grace__proc.mu);
-    for (size_t i = 0; i < s->n_listeners; i++) {
-        grace__engine_add_listener(&s->listeners[i]);
+    grace__lifecycle_started(s);
+    for (size_t i = 0; i < s->n_listeners; i++)
         grace_log("%s server %s listening on [%s]", s->listeners[i].tls ? "https" : "http",
                   s->listeners[i].inherited ? "reloaded" : "started", s->listeners[i].shown);
-    }
     return 0;
 }
 
@@ -508,252 +507,6 @@ bool grace_server_is_running(const grace_server_t *s)
 {
     int st = atomic_load(&s->state);
     return st == GRACE__SRV_RUNNING || st == GRACE__SRV_DRAINING;
-}
-
-int grace_server_shutdown(grace_server_t *s)
-{
-    if (s == NULL)
-        return GRACE_EINVAL;
-    int expected = GRACE__SRV_RUNNING;
-    if (!atomic_compare_exchange_strong(&s->state, &expected, GRACE__SRV_DRAINING))
-        return expected == GRACE__SRV_NEW ? GRACE_ESTATE : 0; /* already going down */
-    atomic_store(&s->drain_start_ms, grace__now_ms());
-    grace__engine_drain_server(s);
-    return 0;
-}
-
-void grace__drain_all(void)
-{
-    /* The list only grows, at its head, so walking it unlocked is safe. */
-    pthread_mutex_lock(&grace__proc.mu);
-    grace_server_t *head = grace__proc.servers;
-    pthread_mutex_unlock(&grace__proc.mu);
-    for (grace_server_t *s = head; s; s = s->next)
-        grace_server_shutdown(s);
-}
-
-void grace_shutdown_all(void)
-{
-    if (grace__is_draining()) {
-        /* Asked again while draining: the operator wants it over now. */
-        grace__force_stop("shutdown requested again while draining");
-        return;
-    }
-    pthread_mutex_lock(&grace__proc.mu);
-    bool any = false;
-    for (grace_server_t *s = grace__proc.servers; s; s = s->next)
-        any |= atomic_load(&s->state) == GRACE__SRV_RUNNING;
-    pthread_mutex_unlock(&grace__proc.mu);
-    if (any)
-        grace_log("server shutting down");
-    grace__drain_begin();
-    grace__drain_all();
-}
-
-/* A server is down when its listeners are closed in every loop and its last
- * connection is gone; both paths call here and the state CAS picks one. */
-static void maybe_stopped(grace_server_t *s)
-{
-    if (atomic_load(&s->state) != GRACE__SRV_DRAINING || !atomic_load(&s->listeners_closed) ||
-        atomic_load(&s->n_conns) != 0)
-        return;
-    int expected = GRACE__SRV_DRAINING;
-    if (!atomic_compare_exchange_strong(&s->state, &expected, GRACE__SRV_STOPPED))
-        return;
-    pthread_mutex_lock(&grace__proc.mu);
-    bool last = --grace__proc.n_running == 0;
-    if (last)
-        grace_log("all servers shutdown");
-    pthread_cond_broadcast(&grace__proc.cond);
-    pthread_mutex_unlock(&grace__proc.mu);
-}
-
-void grace__server_conn_closed(grace_server_t *s)
-{
-    maybe_stopped(s);
-}
-
-void grace__server_listeners_released(grace_server_t *s)
-{
-    int64_t probation = atomic_load(&grace__proc.probation_until_ms);
-    if (probation && grace__now_ms() < probation)
-        return; /* grace__servers_probation_over() comes back */
-    pthread_mutex_lock(&grace__proc.mu); /* against grace__servers_undrain */
-    bool close_now = atomic_load(&s->all_released) && !atomic_load(&s->listeners_closed) &&
-                     atomic_load(&s->state) == GRACE__SRV_DRAINING;
-    if (close_now) {
-        for (size_t i = 0; i < s->n_listeners; i++) {
-            close(s->listeners[i].fd);
-            s->listeners[i].fd = -1;
-        }
-        atomic_store(&s->listeners_closed, true);
-    }
-    pthread_mutex_unlock(&grace__proc.mu);
-    maybe_stopped(s);
-}
-
-void grace__servers_probation_over(void)
-{
-    pthread_mutex_lock(&grace__proc.mu);
-    grace_server_t *head = grace__proc.servers;
-    pthread_mutex_unlock(&grace__proc.mu);
-    for (grace_server_t *s = head; s; s = s->next)
-        if (atomic_load(&s->all_released))
-            grace__server_listeners_released(s);
-}
-
-int grace__servers_undrain(void)
-{
-    int n = 0;
-    pthread_mutex_lock(&grace__proc.mu);
-    for (grace_server_t *s = grace__proc.servers; s; s = s->next) {
-        int expected = GRACE__SRV_DRAINING;
-        if (atomic_load(&s->listeners_closed) ||
-            !atomic_compare_exchange_strong(&s->state, &expected, GRACE__SRV_RUNNING))
-            continue;
-        atomic_store(&s->all_released, false);
-        atomic_store(&s->drain_start_ms, 0);
-        n++;
-    }
-    pthread_mutex_unlock(&grace__proc.mu);
-    grace__engine_drain_server(NULL); /* every loop syncs its listeners */
-    return n;
-}
-
-void grace__force_stop(const char *why)
-{
-    pthread_mutex_lock(&grace__proc.mu);
-    long conns = 0;
-    for (grace_server_t *s = grace__proc.servers; s; s = s->next)
-        conns += atomic_load(&s->n_conns);
-    grace_log("%s: closing %ld remaining connections", why, conns);
-    for (grace_server_t *s = grace__proc.servers; s; s = s->next) {
-        int st = atomic_load(&s->state);
-        while ((st == GRACE__SRV_RUNNING || st == GRACE__SRV_DRAINING) &&
-               !atomic_compare_exchange_weak(&s->state, &st, GRACE__SRV_STOPPED))
-            ;
-        if (st == GRACE__SRV_RUNNING || st == GRACE__SRV_DRAINING)
-            grace__proc.n_running--;
-    }
-    if (grace__proc.n_running == 0)
-        grace_log("all servers shutdown");
-    pthread_cond_broadcast(&grace__proc.cond);
-    pthread_mutex_unlock(&grace__proc.mu);
-}
-
-void grace__wait_stopped(void)
-{
-    pthread_mutex_lock(&grace__proc.mu);
-    while (grace__proc.n_running > 0)
-        pthread_cond_wait(&grace__proc.cond, &grace__proc.mu);
-    pthread_mutex_unlock(&grace__proc.mu);
-}
-
-void grace_wait(void)
-{
-    /* Waiting means every server the program wanted is started: tell the
-     * process that restarted us (if any) that we serve. */
-    grace_ready();
-    pthread_mutex_lock(&grace__proc.mu);
-    /* A full restart re-executes the program from a grace thread once the
-     * drain ends; returning here would let main() exit first. */
-    while (grace__proc.n_running > 0 || grace__full_restart_pending())
-        pthread_cond_wait(&grace__proc.cond, &grace__proc.mu);
-    pthread_mutex_unlock(&grace__proc.mu);
-}
-
-/* ---- Signals -------------------------------------------------------------- */
-
-static int signal_pipe[2] = {-1, -1};
-
-static void on_signal(int sig)
-{
-    int saved = errno;
-    unsigned char b = (unsigned char)sig;
-    ssize_t w = write(signal_pipe[1], &b, 1); /* full pipe: the signal is already pending */
-    (void)w;
-    errno = saved;
-}
-
-static void *signal_thread(void *arg)
-{
-    (void)arg;
-    for (;;) {
-        unsigned char b;
-        ssize_t n = read(signal_pipe[0], &b, 1);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return NULL;
-        switch (b) {
-        case SIGINT:
-        case SIGQUIT:
-        case SIGHUP:
-        case SIGTERM:
-            grace_log("received signal %d (%s): graceful shutdown", b, strsignal(b));
-            grace_shutdown_all();
-            break;
-        case SIGCHLD:
-            grace__reap_children();
-            break;
-        case SIGUSR1:
-        case SIGUSR2:
-            grace_log("received signal %d (%s): %s restart", b, strsignal(b),
-                      b == SIGUSR1 ? "graceful" : "full");
-            grace__on_restart_signal(b);
-            break;
-        default:
-            grace_log("received signal %d (%s): ignored", b, strsignal(b));
-            break;
-        }
-    }
-}
-
-static pthread_once_t signals_once = PTHREAD_ONCE_INIT;
-static int signals_err;
-
-static void init_signals(void)
-{
-    if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
-        signals_err = -errno;
-        return;
-    }
-    /* The reading end blocks in the signal thread; only the writer must
-     * never block. */
-    fcntl(signal_pipe[0], F_SETFL, 0);
-    pthread_t t;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    int r = pthread_create(&t, &attr, signal_thread, NULL);
-    pthread_attr_destroy(&attr);
-    if (r != 0) {
-        signals_err = -r;
-        return;
-    }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    const int sigs[] = {SIGINT, SIGQUIT, SIGHUP, SIGTERM, SIGUSR1, SIGUSR2};
-    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-        sigaction(sigs[i], &sa, NULL);
-    /* SIGCHLD reaps the new processes a restart started, at once. Only if
-     * the program left it alone: a program with its own handler (or SIG_IGN)
-     * keeps it, and the monitor's once-a-second poll reaps ours instead. */
-    struct sigaction old;
-    if (sigaction(SIGCHLD, NULL, &old) == 0 && !(old.sa_flags & SA_SIGINFO) &&
-        old.sa_handler == SIG_DFL) {
-        sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
-        sigaction(SIGCHLD, &sa, NULL);
-    }
-}
-
-static int start_signals(void)
-{
-    pthread_once(&signals_once, init_signals);
-    return signals_err;
 }
 
 /* ---- Facts for status pages ---------------------------------------------- */
@@ -788,10 +541,10 @@ void grace_servers_foreach(void (*fn)(grace_server_t *s, void *user), void *user
     /* Collect under the lock, call outside it: fn may call grace_server(). */
     grace_server_t *list[256];
     size_t n = 0;
-    pthread_mutex_lock(&grace__proc.mu);
-    for (grace_server_t *s = grace__proc.servers; s && n < 256; s = s->next)
+    pthread_mutex_lock(&reg.mu);
+    for (grace_server_t *s = reg.servers; s && n < 256; s = s->next)
         list[n++] = s;
-    pthread_mutex_unlock(&grace__proc.mu);
+    pthread_mutex_unlock(&reg.mu);
     while (n > 0) /* the list is newest first */
         fn(list[--n], user);
 }

@@ -60,14 +60,23 @@ struct grace__worker {
 
 /* The engine is a deliberate process-wide singleton: one set of loops and
  * threads serves every server of the process. */
+enum { MAX_TICKS = 4, MAX_REGISTERED = 1024 };
+
 static struct {
     pthread_once_t once;
     int err;
     grace__loop_t *loops;
     int n_loops;
-    pthread_mutex_t mu; /* spares, n_threads */
+    pthread_mutex_t mu; /* spares, n_threads, listener registration */
     grace__worker_t *spares;
     int n_threads;
+    grace__engine_hooks_t hooks;      /* lifecycle.c's; set once, before the loops run */
+    void (*ticks[MAX_TICKS])(int64_t); /* more monitor work, set before start */
+    int n_ticks;
+    /* Every server whose listeners the loops serve, in start order;
+     * entries never change once counted, so loops read them unlocked. */
+    grace_server_t *servers[MAX_REGISTERED];
+    atomic_int n_servers;
 } eng = {.once = PTHREAD_ONCE_INIT, .mu = PTHREAD_MUTEX_INITIALIZER};
 
 static _Thread_local grace__worker_t *self;
@@ -241,7 +250,7 @@ static void do_accept(grace__loop_t *L, grace__listener_t *l)
 /* ---- Loop ------------------------------------------------------------------ */
 
 /* Make this loop's epoll set match the servers' states: a draining server's
- * listeners leave it (once every loop has let go, server.c closes them --
+ * listeners leave it (once every loop has let go, lifecycle.c closes them --
  * after the probation of a restart); a server running again after a
  * probation rollback gets its listeners back. */
 static void sync_listeners(grace__loop_t *L)
@@ -249,23 +258,22 @@ static void sync_listeners(grace__loop_t *L)
     uint_fast64_t bit = (uint_fast64_t)1 << L->id;
     uint_fast64_t all =
         eng.n_loops == 64 ? ~(uint_fast64_t)0 : (((uint_fast64_t)1 << eng.n_loops) - 1);
-    pthread_mutex_lock(&grace__proc.mu);
-    grace_server_t *head = grace__proc.servers;
-    pthread_mutex_unlock(&grace__proc.mu);
-    for (grace_server_t *s = head; s; s = s->next) {
+    int n = atomic_load(&eng.n_servers);
+    for (int i = 0; i < n; i++) {
+        grace_server_t *s = eng.servers[i];
         int st = atomic_load(&s->state);
         bool released = atomic_load(&s->released_mask) & bit;
         if (st == GRACE__SRV_DRAINING && !released) {
-            for (size_t i = 0; i < s->n_listeners; i++)
-                epoll_ctl(L->epfd, EPOLL_CTL_DEL, s->listeners[i].fd, NULL);
+            for (size_t k = 0; k < s->n_listeners; k++)
+                epoll_ctl(L->epfd, EPOLL_CTL_DEL, s->listeners[k].fd, NULL);
             if ((atomic_fetch_or(&s->released_mask, bit) | bit) == all) {
                 atomic_store(&s->all_released, true);
-                grace__server_listeners_released(s);
+                eng.hooks.listeners_released(s);
             }
         } else if (st == GRACE__SRV_RUNNING && released) {
-            for (size_t i = 0; i < s->n_listeners; i++) {
-                struct epoll_event ev = {EPOLLIN | EPOLLEXCLUSIVE, {.ptr = &s->listeners[i]}};
-                epoll_ctl(L->epfd, EPOLL_CTL_ADD, s->listeners[i].fd, &ev);
+            for (size_t k = 0; k < s->n_listeners; k++) {
+                struct epoll_event ev = {EPOLLIN | EPOLLEXCLUSIVE, {.ptr = &s->listeners[k]}};
+                epoll_ctl(L->epfd, EPOLL_CTL_ADD, s->listeners[k].fd, &ev);
             }
             atomic_fetch_and(&s->released_mask, ~bit);
             atomic_store(&s->all_released, false);
@@ -422,13 +430,7 @@ static grace__worker_t *spawn_worker(grace__loop_t *L)
         return NULL;
     pthread_cond_init(&w->cond, NULL);
     w->loop = L;
-    pthread_t t;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    int r = pthread_create(&t, &attr, worker_main, w);
-    pthread_attr_destroy(&attr);
-    if (r != 0) {
+    if (grace__thread_detached(worker_main, w) < 0) {
         pthread_cond_destroy(&w->cond);
         free(w);
         return NULL;
@@ -444,7 +446,9 @@ static void *monitor_main(void *arg)
     for (;;) {
         nanosleep(&tick, NULL);
         int64_t now = grace__now_ms();
-        grace__drain_tick(now);
+        eng.hooks.tick(now);
+        for (int i = 0; i < eng.n_ticks; i++)
+            eng.ticks[i](now);
         for (int i = 0; i < eng.n_loops; i++) {
             grace__loop_t *L = &eng.loops[i];
             uint64_t seq = atomic_load_explicit(&L->busy_seq, memory_order_acquire);
@@ -522,36 +526,73 @@ static void engine_init(void)
         }
     }
     pthread_mutex_unlock(&eng.mu);
-    pthread_t t;
-    if (eng.err == 0 && pthread_create(&t, NULL, monitor_main, NULL) != 0)
+    if (eng.err == 0 && grace__thread_detached(monitor_main, NULL) < 0)
         eng.err = GRACE_ENOMEM;
-    else if (eng.err == 0)
-        pthread_detach(t);
 }
 
-int grace__engine_start(void)
+int grace__engine_start(const grace__engine_hooks_t *hooks)
 {
+    pthread_mutex_lock(&eng.mu);
+    if (eng.hooks.tick == NULL)
+        eng.hooks = *hooks; /* before any loop runs: engine_init starts them */
+    pthread_mutex_unlock(&eng.mu);
     pthread_once(&eng.once, engine_init);
     return eng.err;
 }
 
-int grace__engine_add_listener(grace__listener_t *l)
+int grace__engine_on_tick(void (*fn)(int64_t now))
 {
-    for (int i = 0; i < eng.n_loops; i++) {
-        struct epoll_event ev = {EPOLLIN | EPOLLEXCLUSIVE, {.ptr = l}};
-        if (epoll_ctl(eng.loops[i].epfd, EPOLL_CTL_ADD, l->fd, &ev) < 0)
-            return -errno;
-    }
-    return 0;
+    pthread_mutex_lock(&eng.mu);
+    int r = eng.n_ticks < MAX_TICKS && eng.loops == NULL ? 0 : GRACE_ESTATE;
+    if (r == 0)
+        eng.ticks[eng.n_ticks++] = fn;
+    pthread_mutex_unlock(&eng.mu);
+    return r;
 }
 
-void grace__engine_drain_server(grace_server_t *s)
+int grace__engine_add_server(grace_server_t *s)
 {
-    (void)s; /* each loop finds every draining server itself */
+    grace__listener_t *ls = s->listeners;
+    size_t n = s->n_listeners;
+    pthread_mutex_lock(&eng.mu);
+    int r = 0, have = atomic_load(&eng.n_servers);
+    if (have == MAX_REGISTERED)
+        r = GRACE_ENOMEM;
+    int done = 0; /* loops that took every listener */
+    for (; r == 0 && done < eng.n_loops; done++) {
+        for (size_t i = 0; i < n && r == 0; i++) {
+            struct epoll_event ev = {EPOLLIN | EPOLLEXCLUSIVE, {.ptr = &ls[i]}};
+            if (epoll_ctl(eng.loops[done].epfd, EPOLL_CTL_ADD, ls[i].fd, &ev) < 0) {
+                r = -errno;
+                for (size_t k = 0; k < i; k++) /* this loop: undo its part */
+                    epoll_ctl(eng.loops[done].epfd, EPOLL_CTL_DEL, ls[k].fd, NULL);
+            }
+        }
+        if (r < 0)
+            break;
+    }
+    for (int k = 0; r < 0 && k < done; k++) /* all or none */
+        for (size_t i = 0; i < n; i++)
+            epoll_ctl(eng.loops[k].epfd, EPOLL_CTL_DEL, ls[i].fd, NULL);
+    if (r == 0) {
+        eng.servers[have] = s;
+        atomic_store(&eng.n_servers, have + 1);
+    }
+    pthread_mutex_unlock(&eng.mu);
+    return r;
+}
+
+void grace__engine_sync_listeners(void)
+{
     for (int i = 0; i < eng.n_loops; i++) {
         atomic_store(&eng.loops[i].check_drain, true);
         uint64_t one = 1;
         ssize_t r = write(eng.loops[i].wake.fd, &one, sizeof one);
         (void)r;
     }
+}
+
+void grace__engine_conn_closed(grace_server_t *s)
+{
+    eng.hooks.conn_closed(s);
 }
