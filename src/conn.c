@@ -180,9 +180,18 @@ static void bad_input(grace__conn_t *c, int status)
     queue_error(c, status);
 }
 
-/* Run one complete request (head parsed, body in place) and queue its
- * answer. */
-static void run_request(grace__conn_t *c, size_t consumed)
+static int write_blocking(grace__conn_t *c, const char *data, size_t len);
+
+/* Streaming writes from the handler's thread (grace_response_flush): the
+ * one function request/response code reaches the connection through. */
+static int write_from_handler(void *ctx, const char *data, size_t len)
+{
+    return write_blocking(ctx, data, len);
+}
+
+/* Fill in the exchange for the request whose head (and body) is in c->in:
+ * what request.c and response.c need of the connection. */
+static void prepare_exchange(grace__conn_t *c)
 {
     grace_request_t *req = &c->ex->req;
     grace_response_t *res = &c->ex->res;
@@ -196,43 +205,55 @@ static void run_request(grace__conn_t *c, size_t consumed)
     }
     /* No memset of the request (over a kilobyte, on every request): the
      * router fills req->match and dispatch sets the chain; the rest is here. */
-    const grace__http_request_t h = req->h;
-    req->conn = c;
+    req->server = c->server;
+    req->arena = &c->ex->arena;
+    req->client_ip = c->client_ip;
+    req->client_port = c->client_port;
     req->body.ptr = c->in.ptr + c->head_len;
     req->body.len = c->body_len;
-    grace__response_reset(res);
-    res->conn = c;
+    grace__response_reset(res, req);
+    res->write = write_from_handler;
+    res->write_ctx = c;
+}
 
-    /* Route on the decoded path. */
-    grace_str_t path = h.path;
+/* Decode the path routes are matched on; false (and a 400 queued) if it
+ * has a bad %XX. */
+static bool decode_path(grace__conn_t *c)
+{
+    grace_request_t *req = &c->ex->req;
+    grace_str_t path = req->h.path;
     if (path.len && memchr(path.ptr, '%', path.len)) {
         char *d = grace__arena_alloc(&c->ex->arena, path.len + 1);
         ssize_t n = d ? grace__url_decode(d, path.ptr, path.len, false) : -1;
         if (n < 0) {
             bad_input(c, 400);
-            goto done;
+            return false;
         }
         path.ptr = d;
         path.len = (size_t)n;
     }
     req->path = path;
+    return true;
+}
 
-    int64_t t0 = c->server->opt.access_log ? grace__now_ms() : 0;
-    atomic_fetch_add_explicit(&c->server->n_inflight, 1, memory_order_relaxed);
-    grace__handler_enter();
-    grace__request_dispatch(req, res);
-    grace__handler_leave();
-    atomic_fetch_sub_explicit(&c->server->n_inflight, 1, memory_order_relaxed);
+static void access_log(const grace__conn_t *c, int64_t t0)
+{
+    const grace_request_t *req = &c->ex->req;
+    const grace__http_request_t *h = &req->h;
+    grace_str_t ua = grace_request_header(req, "User-Agent");
+    grace_str_t ref = grace_request_header(req, "Referer");
+    grace_str_t host = grace_request_host(req);
+    grace_log("%d \"%.*s %s %.*s %.*s HTTP/1.%d\" %.3f, %s, \"%.*s\", \"%.*s\"",
+              c->ex->res.status, (int)h->method.len, h->method.ptr, c->ssl ? "https" : "http",
+              (int)host.len, host.ptr ? host.ptr : "", (int)h->target.len, h->target.ptr,
+              h->minor_version, (double)(grace__now_ms() - t0) / 1000.0, c->client_ip,
+              (int)ref.len, ref.ptr ? ref.ptr : "", (int)ua.len, ua.ptr ? ua.ptr : "");
+}
 
-    if (res->failed) { /* a streaming write failed: the peer is gone */
-        c->close_after_write = true;
-        c->out.len = c->out_off = 0;
-        goto done;
-    }
-    /* grace never opens a CONNECT tunnel: close after answering one, so a
-     * proxy in front that assumed a tunnel cannot pass bytes on as requests. */
-    bool is_connect = h.method.len == 7 && memcmp(h.method.ptr, "CONNECT", 7) == 0;
-    bool keep = h.keep_alive && !res->conn_close && !grace__conn_draining(c) && !is_connect;
+/* Queue the handler's answer and decide what becomes of the connection. */
+static void queue_answer(grace__conn_t *c, size_t consumed)
+{
+    grace_response_t *res = &c->ex->res;
     if (c->served && !c->nodelay) {
         /* A second request: now small answers may follow unacknowledged ones
          * (keep-alive, pipelining), which Nagle would hold back. A connection
@@ -241,28 +262,43 @@ static void run_request(grace__conn_t *c, size_t consumed)
         setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         c->nodelay = true;
     }
-    if (grace__response_finish(res, req, keep, &c->out) < 0) {
+    if (grace__response_finish(res, &c->out) < 0) { /* (decides keep-alive) */
         c->out.len = c->out_off = 0;
         queue_error(c, 500);
+        return;
     }
-    if (!keep) {
+    if (res->conn_close) {
         c->close_after_write = true;
         /* The client itself asked to close ("Connection: close", HTTP/1.0)
          * and sent nothing after this request: it will send no more, so the
          * connection can close without lingering (see conn_process). */
-        c->client_closes = !h.keep_alive && c->in.len == consumed;
+        c->client_closes = !c->ex->req.h.keep_alive && c->in.len == consumed;
     }
-    if (c->server->opt.access_log) {
-        grace_str_t ua = grace_request_header(req, "User-Agent");
-        grace_str_t ref = grace_request_header(req, "Referer");
-        grace_str_t host = grace_request_header(req, "Host");
-        grace_log("%d \"%.*s %s %.*s %.*s HTTP/1.%d\" %.3f, %s, \"%.*s\", \"%.*s\"", res->status,
-                  (int)h.method.len, h.method.ptr, c->ssl ? "https" : "http", (int)host.len,
-                  host.ptr ? host.ptr : "", (int)h.target.len, h.target.ptr, h.minor_version,
-                  (double)(grace__now_ms() - t0) / 1000.0, c->client_ip, (int)ref.len,
-                  ref.ptr ? ref.ptr : "", (int)ua.len, ua.ptr ? ua.ptr : "");
+}
+
+/* Run one complete request (head parsed, body in place) and queue its
+ * answer. */
+static void run_request(grace__conn_t *c, size_t consumed)
+{
+    prepare_exchange(c);
+    grace_response_t *res = &c->ex->res;
+    if (decode_path(c)) {
+        grace_server_t *s = c->server;
+        int64_t t0 = s->opt.access_log ? grace__now_ms() : 0;
+        atomic_fetch_add_explicit(&s->n_inflight, 1, memory_order_relaxed);
+        grace__handler_enter();
+        grace__request_dispatch(&c->ex->req, res);
+        grace__handler_leave();
+        atomic_fetch_sub_explicit(&s->n_inflight, 1, memory_order_relaxed);
+        if (res->failed) { /* a streaming write failed: the peer is gone */
+            c->close_after_write = true;
+            c->out.len = c->out_off = 0;
+        } else {
+            queue_answer(c, consumed);
+            if (s->opt.access_log)
+                access_log(c, t0);
+        }
     }
-done:
     grace__arena_reset(&c->ex->arena);
     grace__buf_consume(&c->in, consumed);
     /* A large request or answer must not pin its buffers for the rest of a
@@ -589,9 +625,11 @@ bool grace__conn_tick(grace__conn_t *c, int64_t now)
     return true;
 }
 
-/* ---- Accessors for request.c / response.c ------------------------------- */
+/* ---- Streaming writes ------------------------------------------------------ */
 
-int grace__conn_write_blocking(grace__conn_t *c, const char *data, size_t len)
+/* Write all of data to the connection from a handler thread (streaming),
+ * waiting up to the write timeout. 0 or a negative error. */
+static int write_blocking(grace__conn_t *c, const char *data, size_t len)
 {
     int64_t timeout = c->server->opt.write_timeout_ms;
     /* Whatever is queued (a 100 Continue) goes first. */
@@ -622,34 +660,4 @@ int grace__conn_write_blocking(grace__conn_t *c, const char *data, size_t len)
     }
     c->out.len = c->out_off = 0;
     return 0;
-}
-
-const char *grace__conn_client_ip(const grace__conn_t *c)
-{
-    return c->client_ip;
-}
-
-int grace__conn_client_port(const grace__conn_t *c)
-{
-    return c->client_port;
-}
-
-grace_server_t *grace__conn_server(const grace__conn_t *c)
-{
-    return c->server;
-}
-
-grace__arena_t *grace__conn_arena(grace__conn_t *c)
-{
-    return &c->ex->arena;
-}
-
-bool grace__conn_draining(const grace__conn_t *c)
-{
-    return atomic_load(&c->server->state) != GRACE__SRV_RUNNING;
-}
-
-const grace_request_t *grace__conn_request(const grace__conn_t *c)
-{
-    return &c->ex->req;
 }

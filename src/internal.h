@@ -289,10 +289,16 @@ struct grace_server {
     struct grace_server *next;          /* process list (server.c) */
 };
 
-/* Request and response as handlers see them; embedded in the connection and
- * reset for every request. */
+/* Request and response as handlers see them; kept in the connection's
+ * exchange (engine.h) and reset for every request. conn.c fills in what
+ * they need from the connection, so request.c and response.c never call
+ * into it: the server, the arena, the client's address, and the one narrow
+ * function a streaming response writes through. */
 struct grace_request {
-    grace__conn_t *conn;
+    grace_server_t *server;
+    grace__arena_t *arena;   /* per-request memory, reset after the answer */
+    const char *client_ip;   /* NUL-terminated, lives as long as the connection */
+    int client_port;
     grace__http_request_t h;
     grace_str_t path; /* decoded */
     grace_str_t body;
@@ -304,18 +310,20 @@ struct grace_request {
 };
 
 struct grace_response {
-    grace__conn_t *conn;
+    const grace_request_t *req; /* the request this answers */
+    /* Streaming: write all of data to the client now, from the handler's
+     * thread (blocking up to the write timeout). 0 or a negative error. */
+    int (*write)(void *ctx, const char *data, size_t len);
+    void *write_ctx;
     int status;
     grace__buf_t headers; /* "Name: value\r\n" lines set by the handler */
     grace__buf_t body;
     bool has_content_type;
-    bool has_content_length;
     bool conn_close;      /* handler asked for Connection: close */
     bool streaming;       /* head sent by grace_response_flush */
     bool chunked;         /* streaming with chunked encoding */
     bool failed;          /* a streaming write failed: drop the connection */
     int64_t fixed_length; /* Content-Length set by the handler, -1 if none */
-    uint64_t sent_body;   /* body bytes sent while streaming */
 };
 
 /* workers.c: the engine. It reports upward only through these hooks, given
@@ -334,15 +342,6 @@ int grace__engine_add_server(grace_server_t *s);
 /* Wake every loop to match its listeners with their servers' states: a
  * draining server's leave its epoll set, a running one's come back. */
 void grace__engine_sync_listeners(void);
-/* Write all of data to the connection from a handler thread (streaming),
- * waiting up to the write timeout. 0 or negative error. */
-int grace__conn_write_blocking(grace__conn_t *c, const char *data, size_t len);
-const char *grace__conn_client_ip(const grace__conn_t *c);
-int grace__conn_client_port(const grace__conn_t *c);
-grace_server_t *grace__conn_server(const grace__conn_t *c);
-grace__arena_t *grace__conn_arena(grace__conn_t *c);
-bool grace__conn_draining(const grace__conn_t *c);
-const grace_request_t *grace__conn_request(const grace__conn_t *c);
 
 /* lifecycle.c: the process's life (see the file). */
 int grace__lifecycle_start(void);                  /* first server start: engine, signals */
@@ -385,11 +384,14 @@ void grace__tls_close_notify(SSL *ssl);
 void grace__request_dispatch(grace_request_t *req, grace_response_t *res);
 
 /* response.c */
-void grace__response_reset(grace_response_t *res);
-/* Serialize the finished response (head + body) into out. keep_alive tells
- * whether the connection stays open. */
-int grace__response_finish(grace_response_t *res, const grace_request_t *req, bool keep_alive,
-                           grace__buf_t *out);
+void grace__response_reset(grace_response_t *res, const grace_request_t *req);
+/* The one keep-alive rule: may the connection carry another request after
+ * this answer? (The client's wish, the handler's, not a CONNECT, and the
+ * server not draining.) */
+bool grace__response_keep_alive(const grace_response_t *res);
+/* Serialize the finished response into out: the head (unless streaming
+ * sent it) and the body, or what is left of a streamed one. */
+int grace__response_finish(grace_response_t *res, grace__buf_t *out);
 /* Serialize a complete error answer (status + short text body) into out;
  * always with "Connection: close". */
 int grace__response_error(grace__buf_t *out, int status, const char *server_header);

@@ -2,9 +2,11 @@
  * request.c -- what a handler can ask of a request, and the dispatch of a
  * parsed request through the middleware chain to its route.
  *
- * The request lives inside its connection (workers.c) and is reset for every
- * request; every view handed out points into the connection's read buffer or
- * its per-request arena, so it is valid until the handler returns. Dispatch
+ * The request lives in its connection's exchange (conn.c fills in the
+ * server, the arena and the client's address; nothing here calls back into
+ * the connection) and is reset for every request; every view handed out
+ * points into the connection's read buffer or the per-request arena, so it
+ * is valid until the handler returns. Dispatch
  * builds the chain once per request: global middleware, then the server's
  * middleware whose prefix covers the path, then the final step (the route's
  * handler, or a 404/405 answer). grace_next() advances it. Query parameters
@@ -47,7 +49,7 @@ grace_str_t grace_request_query(grace_request_t *r, const char *name)
     /* url.c does the lookup and the decoding; out of memory reads as absent
      * ({NULL,0}), like a missing parameter. */
     grace_str_t v;
-    (void)grace__query_find(r->h.query, name, arena_alloc, grace__conn_arena(r->conn), &v);
+    (void)grace__query_find(r->h.query, name, arena_alloc, r->arena, &v);
     return v;
 }
 
@@ -95,12 +97,12 @@ grace_str_t grace_request_body(const grace_request_t *r)
 
 const char *grace_request_client_ip(const grace_request_t *r)
 {
-    return grace__conn_client_ip(r->conn);
+    return r->client_ip;
 }
 
 int grace_request_client_port(const grace_request_t *r)
 {
-    return grace__conn_client_port(r->conn);
+    return r->client_port;
 }
 
 int grace_request_http_minor(const grace_request_t *r)
@@ -110,12 +112,12 @@ int grace_request_http_minor(const grace_request_t *r)
 
 grace_server_t *grace_request_server(const grace_request_t *r)
 {
-    return grace__conn_server(r->conn);
+    return r->server;
 }
 
 void *grace_request_alloc(grace_request_t *r, size_t size)
 {
-    return grace__arena_alloc(grace__conn_arena(r->conn), size);
+    return grace__arena_alloc(r->arena, size);
 }
 
 /* ---- Dispatch ------------------------------------------------------------- */
@@ -163,7 +165,7 @@ void grace_next(grace_request_t *req, grace_response_t *res)
 
 void grace__request_dispatch(grace_request_t *req, grace_response_t *res)
 {
-    grace_server_t *s = grace__conn_server(req->conn);
+    grace_server_t *s = req->server;
     req->route_status = grace__router_match(s->router, req->h.method, req->path, &req->match);
     req->is_head = req->h.method.len == 4 && memcmp(req->h.method.ptr, "HEAD", 4) == 0;
     req->n_chain = 0;

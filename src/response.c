@@ -19,19 +19,18 @@
 #include <string.h>
 #include <strings.h>
 
-void grace__response_reset(grace_response_t *res)
+void grace__response_reset(grace_response_t *res, const grace_request_t *req)
 {
+    res->req = req;
     res->status = 200;
     res->headers.len = 0;
     res->body.len = 0;
     res->has_content_type = false;
-    res->has_content_length = false;
     res->conn_close = false;
     res->streaming = false;
     res->chunked = false;
     res->failed = false;
     res->fixed_length = -1;
-    res->sent_body = 0;
 }
 
 int grace_response_set_status(grace_response_t *res, int status)
@@ -108,7 +107,6 @@ static int put_header(grace_response_t *res, const char *name, const char *value
         if (*value < '0' || *value > '9' || *end || errno || n < 0)
             return GRACE_EINVAL;
         res->fixed_length = n;
-        res->has_content_length = true;
         return 0;
     }
     if (name_is(name, "Content-Type"))
@@ -280,12 +278,30 @@ static int append_status_line(grace__buf_t *out, int status)
     return grace__buf_append(out, line, (size_t)n);
 }
 
-/* Status line, Server, Date and the handler's headers. */
-static int append_head_start(grace__buf_t *out, const grace_response_t *res,
-                             const char *server_header)
+bool grace__response_keep_alive(const grace_response_t *res)
+{
+    const grace_request_t *req = res->req;
+    /* grace never opens a CONNECT tunnel: close after answering one, so a
+     * proxy in front that assumed a tunnel cannot pass bytes on as
+     * requests. A draining server answers with "Connection: close". */
+    bool is_connect = req->h.method.len == 7 && memcmp(req->h.method.ptr, "CONNECT", 7) == 0;
+    return req->h.keep_alive && !res->conn_close && !is_connect &&
+           atomic_load(&req->server->state) == GRACE__SRV_RUNNING;
+}
+
+enum { FRAME_LENGTH, FRAME_CHUNKED, FRAME_NONE };
+
+/* The whole head: status line, Server, Date, the handler's headers, a
+ * default Content-Type, the framing (Content-Length: length, chunked, or
+ * nothing), Connection, and the empty line. The one head builder for
+ * buffered answers (finish) and streamed ones (flush). */
+static int append_head(grace__buf_t *out, const grace_response_t *res, int frame,
+                       uint64_t length, bool keep)
 {
     char date[32];
     grace__http_date(date);
+    const grace_request_t *req = res->req;
+    const char *server_header = req->server->server_header;
     int r = 0;
     if (res->status == 200)
         r |= grace__buf_append(out, "HTTP/1.1 200 OK\r\n", 17);
@@ -302,16 +318,19 @@ static int append_head_start(grace__buf_t *out, const grace_response_t *res,
     r |= grace__buf_append(out, res->headers.ptr, res->headers.len);
     if (!res->has_content_type && status_has_body(res->status))
         r |= grace__buf_appends(out, "Content-Type: text/plain; charset=utf-8\r\n");
+    if (frame == FRAME_LENGTH) {
+        r |= grace__buf_append(out, "Content-Length: ", 16);
+        r |= grace__buf_append_u64(out, length);
+        r |= grace__buf_append(out, "\r\n", 2);
+    } else if (frame == FRAME_CHUNKED) {
+        r |= grace__buf_appends(out, "Transfer-Encoding: chunked\r\n");
+    }
+    if (!keep)
+        r |= grace__buf_appends(out, "Connection: close\r\n");
+    else if (req->h.minor_version == 0)
+        r |= grace__buf_appends(out, "Connection: keep-alive\r\n");
+    r |= grace__buf_append(out, "\r\n", 2);
     return r ? GRACE_ENOMEM : 0;
-}
-
-static int append_connection(grace__buf_t *out, bool keep_alive, int minor)
-{
-    if (!keep_alive)
-        return grace__buf_appends(out, "Connection: close\r\n");
-    if (minor == 0)
-        return grace__buf_appends(out, "Connection: keep-alive\r\n");
-    return 0;
 }
 
 static int append_chunk(grace__buf_t *out, const char *data, size_t len)
@@ -326,38 +345,36 @@ static int append_chunk(grace__buf_t *out, const char *data, size_t len)
     return r ? GRACE_ENOMEM : 0;
 }
 
-int grace__response_finish(grace_response_t *res, const grace_request_t *req, bool keep_alive,
-                           grace__buf_t *out)
+/* The body written since the last flush, framed as the head said. */
+static int append_body(grace__buf_t *out, const grace_response_t *res)
 {
-    bool send_body = !req->is_head && status_has_body(res->status);
+    if (res->req->is_head || !status_has_body(res->status))
+        return 0;
+    if (res->chunked)
+        return append_chunk(out, res->body.ptr, res->body.len);
+    return grace__buf_append(out, res->body.ptr, res->body.len);
+}
+
+int grace__response_finish(grace_response_t *res, grace__buf_t *out)
+{
     int r = 0;
-    if (res->streaming) {
-        /* Head already sent: the rest of the body and the terminator. */
-        if (send_body && res->chunked) {
-            r |= append_chunk(out, res->body.ptr, res->body.len);
-            r |= grace__buf_append(out, "0\r\n\r\n", 5);
-        } else if (send_body) {
-            r |= grace__buf_append(out, res->body.ptr, res->body.len);
-        }
-        return r ? GRACE_ENOMEM : 0;
-    }
-    const char *sh = grace__conn_server(req->conn)->server_header;
-    r |= append_head_start(out, res, sh);
-    if (res->status >= 200 && res->status != 204 && res->status != 304) {
-        r |= grace__buf_append(out, "Content-Length: ", 16);
-        /* A HEAD answer may announce the length a GET would have. */
-        uint64_t len = (req->is_head && res->body.len == 0 && res->fixed_length >= 0)
+    if (!res->streaming) {
+        bool keep = grace__response_keep_alive(res);
+        /* A HEAD answer may announce the length a GET would have; 205 has
+         * no content but is framed (it is not bodiless by rule); 1xx, 204
+         * and 304 have no framing at all. */
+        uint64_t len = (res->req->is_head && res->body.len == 0 && res->fixed_length >= 0)
                            ? (uint64_t)res->fixed_length
                            : res->body.len;
         if (res->status == 205)
-            len = 0; /* no content allowed, but framed: 205 is not bodiless by rule */
-        r |= grace__buf_append_u64(out, len);
-        r |= grace__buf_append(out, "\r\n", 2);
+            len = 0;
+        bool framed = res->status >= 200 && res->status != 204 && res->status != 304;
+        r |= append_head(out, res, framed ? FRAME_LENGTH : FRAME_NONE, len, keep);
+        res->conn_close = !keep;
     }
-    r |= append_connection(out, keep_alive, req->h.minor_version);
-    r |= grace__buf_append(out, "\r\n", 2);
-    if (send_body)
-        r |= grace__buf_append(out, res->body.ptr, res->body.len);
+    r |= append_body(out, res);
+    if (res->streaming && res->chunked && !res->req->is_head && status_has_body(res->status))
+        r |= grace__buf_append(out, "0\r\n\r\n", 5);
     return r ? GRACE_ENOMEM : 0;
 }
 
@@ -365,39 +382,28 @@ int grace_response_flush(grace_response_t *res)
 {
     if (res->failed)
         return -EPIPE;
-    grace__conn_t *c = res->conn;
+    const grace_request_t *req = res->req;
+    bool send_body = !req->is_head && status_has_body(res->status);
     grace__buf_t tmp = {0};
     int r = 0;
-    const grace_request_t *rq = grace__conn_request(c);
-    bool send_body = !rq->is_head && status_has_body(res->status);
     if (!res->streaming) {
-        const char *sh = grace__conn_server(c)->server_header;
-        bool keep = rq->h.keep_alive && !res->conn_close && !grace__conn_draining(c);
-        r |= append_head_start(&tmp, res, sh);
-        if (res->fixed_length >= 0 && status_has_body(res->status)) {
-            r |= grace__buf_append(&tmp, "Content-Length: ", 16);
-            r |= grace__buf_append_u64(&tmp, (uint64_t)res->fixed_length);
-            r |= grace__buf_append(&tmp, "\r\n", 2);
-        } else if (send_body && rq->h.minor_version == 1) {
-            r |= grace__buf_appends(&tmp, "Transfer-Encoding: chunked\r\n");
-            res->chunked = true;
-        } else if (send_body) {
+        bool keep = grace__response_keep_alive(res);
+        int frame = FRAME_NONE;
+        if (res->fixed_length >= 0 && status_has_body(res->status))
+            frame = FRAME_LENGTH;
+        else if (send_body && req->h.minor_version == 1)
+            frame = FRAME_CHUNKED;
+        else if (send_body)
             keep = false; /* HTTP/1.0: the end of the body is the close */
-        }
-        r |= append_connection(&tmp, keep, rq->h.minor_version);
-        r |= grace__buf_append(&tmp, "\r\n", 2);
-        if (!keep)
-            res->conn_close = true;
+        r |= append_head(&tmp, res, frame, (uint64_t)res->fixed_length, keep);
+        res->chunked = frame == FRAME_CHUNKED;
+        res->conn_close = !keep;
         res->streaming = true;
     }
-    if (send_body && res->chunked)
-        r |= append_chunk(&tmp, res->body.ptr, res->body.len);
-    else if (send_body)
-        r |= grace__buf_append(&tmp, res->body.ptr, res->body.len);
-    res->sent_body += res->body.len;
+    r |= append_body(&tmp, res);
     res->body.len = 0;
     if (r == 0 && tmp.len)
-        r = grace__conn_write_blocking(c, tmp.ptr, tmp.len);
+        r = res->write(res->write_ctx, tmp.ptr, tmp.len);
     else if (r)
         r = GRACE_ENOMEM;
     grace__buf_free(&tmp);
