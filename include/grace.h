@@ -430,9 +430,9 @@ GRACE_API void grace_servers_foreach(void (*fn)(grace_server_t *s, void *user), 
  * unless they come from a trusted network (loopback by default) -- or, when
  * a token or an auth hook is configured, unless they pass it. Whatever the
  * authentication, also refused:
- *  - a Host (and an absolute-form target's host) that does not name this
- *    server, the mark of DNS rebinding (a foreign site's name re-pointed at
- *    this address). It must be an IP address (IPv4, or bracketed IPv6),
+ *  - a Host (grace_request_host(): an absolute-form target's host wins)
+ *    that does not name this server, the mark of DNS rebinding (a foreign
+ *    site's name re-pointed at this address). It must be an IP address (IPv4, or bracketed IPv6),
  *    "localhost" (any case, also "localhost."), or a name in allowed_hosts;
  *    an optional ":port" is ignored. An HTTP/1.0 request without Host is
  *    refused too. Behind a reverse proxy that passes the client's Host on,

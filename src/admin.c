@@ -1,22 +1,25 @@
 /*
  * admin.c -- the admin interface (gf's EnableAdmin): under one pattern, an
  * HTML page, a JSON status and the restart / reload / shutdown actions.
- * SPEC A1-A3, B4.
+ * SPEC A1-A3, B4. The page's HTML is in admin_page.c, to keep this file
+ * about who may use the admin.
  *
  * enable_admin copies its options into an admin_t that lives as long as the
  * process and is read-only once made, so workers read it without locks. A
  * middleware on the pattern's prefix guards every request under it, routed
- * or not, before any handler: (1) nothing cross-site or embedded (Fetch
- * Metadata, then Origin, then Referer); (2) the auth hook, else the token,
+ * or not, before any handler: (1) no header it decides by sent twice; (2) a
+ * Host that names this server (IP address, localhost, allowed_hosts), which
+ * is what stops DNS rebinding; (3) nothing cross-site or embedded (Fetch
+ * Metadata, then Origin, then Referer); (4) the auth hook, else the token,
  * else a trusted network (loopback). Each refusal: a 403 and one log line.
  * Actions also refuse prefetches and methods but GET/POST, and check
- * newExeFilePath before grace_restart(), which blocks until the outcome.
+ * newExeFilePath (place, then owner and mode) before grace_restart(), which
+ * blocks until the outcome.
  */
 #include "internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +50,8 @@ typedef struct {
     size_t n_nets;
     char **dirs; /* allowed_exe_dirs, as given (resolved at request time) */
     size_t n_dirs;
+    char **hosts; /* allowed_hosts */
+    size_t n_hosts;
 } admin_t;
 
 /* ---- Small helpers ---------------------------------------------------------- */
@@ -189,6 +194,109 @@ static bool is_trusted_ip(const admin_t *a, const char *ip)
     return false;
 }
 
+/* ---- Host names: DNS rebinding ----------------------------------------------- */
+
+/* A page on http://evil.example:8199/ whose name its owner then points at
+ * 127.0.0.1 is, to the browser, same-origin with this server: Fetch
+ * Metadata and Origin pass, and the request comes from loopback. Only the
+ * name tells: the browser sends "Host: evil.example:8199". So the Host must
+ * be a name no outsider can point here: an IP address (nothing to
+ * resolve), localhost (resolved by this machine) or one the user listed. */
+static const char allowed_names[] = "allowed: IP addresses, localhost, and allowed_hosts";
+
+/* The host of an authority "host[:port]" ("[::1]:80" -> "[::1]"); {NULL,0}
+ * if it is empty or what follows the host is not ':' and digits. */
+static grace_str_t authority_host(grace_str_t a)
+{
+    const grace_str_t none = {0};
+    if (a.len == 0)
+        return none;
+    const char *end = a.ptr + a.len, *host_end = end;
+    if (a.ptr[0] == '[') {
+        const char *rb = memchr(a.ptr, ']', a.len);
+        if (rb == NULL)
+            return none;
+        host_end = rb + 1;
+    } else {
+        const char *colon = memchr(a.ptr, ':', a.len);
+        if (colon)
+            host_end = colon;
+    }
+    if (host_end < end) {
+        if (*host_end != ':')
+            return none;
+        for (const char *p = host_end + 1; p < end; p++)
+            if (*p < '0' || *p > '9')
+                return none;
+    }
+    return (grace_str_t){a.ptr, (size_t)(host_end - a.ptr)};
+}
+
+static bool names_this_server(const admin_t *a, grace_str_t authority)
+{
+    grace_str_t h = authority_host(authority);
+    char name[256];
+    unsigned char addr[16];
+    if (h.len == 0 || h.len >= sizeof name)
+        return false;
+    memcpy(name, h.ptr, h.len);
+    name[h.len] = '\0';
+    if (name[0] == '[') { /* authority_host() ended it at the ']' */
+        name[h.len - 1] = '\0';
+        return inet_pton(AF_INET6, name + 1, addr) == 1;
+    }
+    /* "localhost." is the same name, fully qualified. */
+    if (inet_pton(AF_INET, name, addr) == 1 || strcasecmp(name, "localhost") == 0 ||
+        strcasecmp(name, "localhost.") == 0)
+        return true;
+    for (size_t i = 0; i < a->n_hosts; i++)
+        if (strcasecmp(name, a->hosts[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Does the request name this server? Its name is the Host header's, or an
+ * absolute-form target's, which wins over Host (grace_request_host()). If
+ * not, the reason is written to why. An HTTP/1.0 request without Host
+ * names nothing (HTTP/1.1 without one never gets here: 400). */
+static bool names_us(const admin_t *a, const grace_request_t *req, char *why, size_t cap)
+{
+    grace_str_t host = grace_request_host(req);
+    if (host.ptr == NULL) {
+        snprintf(why, cap, "no Host header, so the request does not name this server; %s",
+                 allowed_names);
+        return false;
+    }
+    if (names_this_server(a, host))
+        return true;
+    char shown[80];
+    printable(shown, sizeof shown, host);
+    snprintf(why, cap, "Host '%s' does not name this server (DNS rebinding?); %s", shown,
+             allowed_names);
+    return false;
+}
+
+/* The guard decides by these headers, so each must come once: with two, a
+ * proxy in front may have judged one and the guard would read the other. */
+static bool has_duplicate(const grace_request_t *req, char *why, size_t cap)
+{
+    static const char *const once[] = {"Host",    "Authorization",  "Origin",
+                                       "Referer", "Sec-Fetch-Site", "Sec-Fetch-Dest"};
+    const grace_header_t *h;
+    size_t n = grace_request_headers(req, &h);
+    for (size_t k = 0; k < sizeof once / sizeof once[0]; k++) {
+        size_t seen = 0;
+        for (size_t i = 0; i < n; i++)
+            seen += str_is(h[i].name, once[k]);
+        if (seen > 1) {
+            snprintf(why, cap, "admin request refused: %s header sent %zu times (allowed once)",
+                     once[k], seen);
+            return true;
+        }
+    }
+    return false;
+}
+
 /* ---- The guard (middleware on the pattern's prefix) --------------------------- */
 
 /* Append port to "host" unless it has one ("[::1]:80" has one, "[::1]" not). */
@@ -293,8 +401,11 @@ static void guard(grace_request_t *req, grace_response_t *res, void *user)
     grace_response_set_header(res, "X-Frame-Options", "DENY");
     grace_response_set_header(res, "Referrer-Policy", "no-referrer");
 
-    char buf[160];
-    const char *why = is_cross_site(req, buf, sizeof buf) ? buf : NULL;
+    char buf[256];
+    const char *why = NULL;
+    if (has_duplicate(req, buf, sizeof buf) || !names_us(a, req, buf, sizeof buf) ||
+        is_cross_site(req, buf, sizeof buf))
+        why = buf;
     if (why == NULL && a->auth && !a->auth(req, a->auth_user))
         why = "admin access refused by the auth hook";
     if (why == NULL && !a->auth && a->token && !has_token(a, req))
@@ -310,11 +421,12 @@ static void guard(grace_request_t *req, grace_response_t *res, void *user)
     grace_next(req, res);
 }
 
-/* ---- Page and status ---------------------------------------------------------- */
+/* ---- Page -------------------------------------------------------------------- */
 
-/* In admin_page.c (its only caller is here, hence not in internal.h). */
+/* In admin_page.c (called from here only, hence not in internal.h). */
 int grace__admin_page(grace_request_t *req, grace_response_t *res, const char *pattern,
                       grace_str_t token);
+int grace__admin_status(grace_request_t *req, grace_response_t *res, void *user);
 
 static int handle_page(grace_request_t *req, grace_response_t *res, void *user)
 {
@@ -326,47 +438,6 @@ static int handle_page(grace_request_t *req, grace_response_t *res, void *user)
     if (tok.ptr && !token_equal(a, tok))
         tok = (grace_str_t){0};
     return grace__admin_page(req, res, a->pattern, tok);
-}
-
-typedef struct {
-    grace_response_t *res;
-    int n;
-} each_t;
-
-/* Write before (JSON text) and then s as a JSON string (NULL as ""). */
-static void write_json(grace_response_t *res, const char *before, const char *s)
-{
-    grace_response_writef(res, "%s", before);
-    grace_response_write_json_string(res, s ? s : "", s ? strlen(s) : 0);
-}
-
-static void status_server(grace_server_t *s, void *user)
-{
-    each_t *e = user;
-    write_json(e->res, e->n++ ? ",{\"name\":" : "{\"name\":", grace_server_name(s));
-    grace_response_writef(e->res, ",\"running\":%s,\"addresses\":[",
-                          grace_server_is_running(s) ? "true" : "false");
-    for (size_t i = 0; i < grace_server_address_count(s); i++)
-        write_json(e->res, i ? "," : "", grace_server_address(s, i));
-    grace_response_writef(e->res, "],\"inflight\":%ld}", grace_server_inflight(s));
-}
-
-static int handle_status(grace_request_t *req, grace_response_t *res, void *user)
-{
-    (void)user;
-    grace_restart_options_t ro;
-    grace_get_restart_options(&ro);
-    grace_response_set_header(res, "Content-Type", "application/json");
-    grace_response_writef(res, "{\"pid\":%ld", (long)getpid());
-    write_json(res, ",\"executable\":", grace_executable_path());
-    grace_response_writef(res, ",\"uptime_ms\":%" PRId64 ",\"graceful\":%s,\"version\":\"%s\"",
-                          grace_uptime_ms(), ro.graceful ? "true" : "false",
-                          grace_version_string());
-    write_json(res, ",\"server\":", grace_server_name(grace_request_server(req)));
-    grace_response_writef(res, ",\"servers\":[");
-    each_t e = {res, 0};
-    grace_servers_foreach(status_server, &e);
-    return grace_response_writef(res, "]}\n");
 }
 
 /* ---- Actions ------------------------------------------------------------------ */
@@ -389,6 +460,30 @@ static bool is_allowed_dir(const admin_t *a, const char *dir)
     for (size_t i = 0; i < a->n_dirs; i++)
         if (realpath(a->dirs[i], resolved) && strcmp(resolved, dir) == 0)
             return true;
+    return false;
+}
+
+/* Refuse what someone besides root and this process's user could replace
+ * between the deploy and the restart, as sudo and sshd (StrictModes) do:
+ * anything group- or world-writable (sticky bit or not), or owned by
+ * another user. */
+static bool is_safely_owned(const char *path, char *why, size_t cap)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        snprintf(why, cap, "cannot stat %s: %s", path, grace_strerror(-errno));
+        return false;
+    }
+    const char *how = (st.st_mode & S_IWGRP) && (st.st_mode & S_IWOTH) ? "group- and world-writable"
+                      : (st.st_mode & S_IWGRP)                         ? "group-writable"
+                      : (st.st_mode & S_IWOTH)                         ? "world-writable"
+                                                                       : NULL;
+    if (st.st_uid != 0 && st.st_uid != geteuid())
+        snprintf(why, cap, "%s is owned by uid %ld", path, (long)st.st_uid);
+    else if (how)
+        snprintf(why, cap, "%s is %s", path, how);
+    else
+        return true;
     return false;
 }
 
@@ -427,7 +522,10 @@ static bool exe_allowed(const admin_t *a, grace_str_t v, char out[PATH_MAX], cha
         snprintf(why, why_cap, "not an executable file");
         return false;
     }
-    return true;
+    /* The path from the allowed directory down to the file: the directory
+     * is the allowed one exactly, so there is nothing in between. Those
+     * above it are the system's to keep safe. */
+    return is_safely_owned(dir, why, why_cap) && is_safely_owned(out, why, why_cap);
 }
 
 /* Checks common to every action; false when the request was answered. */
@@ -472,7 +570,7 @@ static int restart(grace_request_t *req, grace_response_t *res, const admin_t *a
     if (!action_allowed(req, res))
         return 0;
     grace_str_t v = grace_request_query(req, "newExeFilePath");
-    char exe[PATH_MAX], why[200], msg[256];
+    char exe[PATH_MAX], why[512], msg[600];
     if (v.len > 0 && !exe_allowed(a, v, exe, why, sizeof why)) {
         snprintf(msg, sizeof msg, "newExeFilePath not allowed: %s", why);
         refuse(req, res, msg);
@@ -547,6 +645,13 @@ static bool is_good_pattern(const char *p, size_t len)
     return true;
 }
 
+static void free_strings(char **v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
 static void admin_free(admin_t *a)
 {
     if (a == NULL)
@@ -554,9 +659,8 @@ static void admin_free(admin_t *a)
     free(a->pattern);
     free(a->token);
     free(a->nets);
-    for (size_t i = 0; i < a->n_dirs; i++)
-        free(a->dirs[i]);
-    free(a->dirs);
+    free_strings(a->dirs, a->n_dirs);
+    free_strings(a->hosts, a->n_hosts);
     free(a);
 }
 
@@ -566,6 +670,39 @@ static size_t count(const char *const *list)
     while (list && list[n])
         n++;
     return n;
+}
+
+static bool is_nonempty(const char *s)
+{
+    return s[0] != '\0';
+}
+
+/* An allowed_hosts entry: a DNS name, without port or brackets (IP
+ * addresses are allowed anyway). */
+static bool is_host_name(const char *s)
+{
+    static const char ok[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._";
+    size_t len = strlen(s);
+    return len > 0 && len < 254 && s[strspn(s, ok)] == '\0';
+}
+
+/* Copy the NULL-terminated list into *out (n entries, *n_out); GRACE_EINVAL
+ * if is_good refuses an entry. On failure what was copied is in *out, for
+ * admin_free(). */
+static int copy_strings(const char *const *list, bool (*is_good)(const char *), char ***out,
+                        size_t *n_out)
+{
+    size_t n = count(list);
+    if ((*out = calloc(n + 1, sizeof **out)) == NULL)
+        return GRACE_ENOMEM;
+    *n_out = n;
+    for (size_t i = 0; i < n; i++) {
+        if (!is_good(list[i]))
+            return GRACE_EINVAL;
+        if (((*out)[i] = strdup(list[i])) == NULL)
+            return GRACE_ENOMEM;
+    }
+    return 0;
 }
 
 /* Copy and check the options; NULL with *err set on failure. */
@@ -591,31 +728,21 @@ static admin_t *admin_new(const grace_admin_options_t *opt, int *err)
     a->check_network = !has_secret || opt->trusted_networks != NULL;
     const char *const *nets = opt->trusted_networks ? opt->trusted_networks : loopback;
     a->n_nets = count(nets);
-    a->n_dirs = count(opt->allowed_exe_dirs);
     a->pattern = strndup(pattern, plen);
     a->nets = calloc(a->n_nets + 1, sizeof *a->nets);
-    a->dirs = calloc(a->n_dirs + 1, sizeof *a->dirs);
-    if (a->pattern == NULL || a->nets == NULL || a->dirs == NULL)
+    if (a->pattern == NULL || a->nets == NULL)
         goto fail;
     if (opt->token && opt->token[0]) {
         a->token_len = strlen(opt->token);
         if ((a->token = strdup(opt->token)) == NULL)
             goto fail;
     }
-    for (size_t i = 0; i < a->n_dirs; i++) {
-        if (opt->allowed_exe_dirs[i][0] == '\0') {
-            *err = GRACE_EINVAL;
+    if ((*err = copy_strings(opt->allowed_exe_dirs, is_nonempty, &a->dirs, &a->n_dirs)) < 0 ||
+        (*err = copy_strings(opt->allowed_hosts, is_host_name, &a->hosts, &a->n_hosts)) < 0)
+        goto fail;
+    for (size_t i = 0; i < a->n_nets; i++)
+        if ((*err = parse_net(nets[i], &a->nets[i])) < 0)
             goto fail;
-        }
-        if ((a->dirs[i] = strdup(opt->allowed_exe_dirs[i])) == NULL)
-            goto fail;
-    }
-    for (size_t i = 0; i < a->n_nets; i++) {
-        if (parse_net(nets[i], &a->nets[i]) < 0) {
-            *err = GRACE_EINVAL;
-            goto fail;
-        }
-    }
     return a;
 fail:
     admin_free(a);
@@ -648,7 +775,7 @@ int grace_server_enable_admin_ex(grace_server_t *s, const grace_admin_options_t 
         const char *method, *suffix;
         grace_handler_cb fn;
     } routes[] = {
-        {"GET:", "", handle_page},          {"GET:", "/status", handle_status},
+        {"GET:", "", handle_page},          {"GET:", "/status", grace__admin_status},
         {"", "/restart", handle_restart},   {"", "/reload", handle_reload},
         {"", "/shutdown", handle_shutdown},
     };

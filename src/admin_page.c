@@ -1,7 +1,8 @@
 /*
- * admin_page.c -- the admin interface's HTML page (SPEC A1): PID,
- * executable, uptime, graceful mode, every server with its addresses, and
- * the restart / reload / shutdown links and form.
+ * admin_page.c -- what the admin interface shows (SPEC A1): the HTML page
+ * (PID, executable, uptime, graceful mode, every server with its addresses,
+ * the restart / reload / shutdown links and form) and the same as JSON
+ * (PATTERN/status).
  *
  * Split out of admin.c only to keep that file about who may use the admin;
  * admin.c's guard has already accepted the request when this runs, and its
@@ -17,9 +18,12 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Declared here rather than in internal.h: admin.c is its only caller. */
+/* Declared here rather than in internal.h: admin.c is their only caller. */
 int grace__admin_page(grace_request_t *req, grace_response_t *res, const char *pattern,
                       grace_str_t token);
+int grace__admin_status(grace_request_t *req, grace_response_t *res, void *user);
+
+/* ---- Page (HTML) ------------------------------------------------------------- */
 
 static int write_html_n(grace_response_t *res, const char *s, size_t len)
 {
@@ -198,4 +202,48 @@ int grace__admin_page(grace_request_t *req, grace_response_t *res, const char *p
     write_href(res, pattern, "/status", token);
     grace_response_writef(res, ">status</a></p>\n</body>\n</html>\n");
     return 0;
+}
+
+/* ---- Status (JSON) ----------------------------------------------------------- */
+
+typedef struct {
+    grace_response_t *res;
+    int n;
+} each_t;
+
+/* Write before (JSON text) and then s as a JSON string (NULL as ""). */
+static void write_json(grace_response_t *res, const char *before, const char *s)
+{
+    grace_response_writef(res, "%s", before);
+    grace_response_write_json_string(res, s ? s : "", s ? strlen(s) : 0);
+}
+
+static void status_server(grace_server_t *s, void *user)
+{
+    each_t *e = user;
+    write_json(e->res, e->n++ ? ",{\"name\":" : "{\"name\":", grace_server_name(s));
+    grace_response_writef(e->res, ",\"running\":%s,\"addresses\":[",
+                          grace_server_is_running(s) ? "true" : "false");
+    for (size_t i = 0; i < grace_server_address_count(s); i++)
+        write_json(e->res, i ? "," : "", grace_server_address(s, i));
+    grace_response_writef(e->res, "],\"inflight\":%ld}", grace_server_inflight(s));
+}
+
+/* PATTERN/status: the page's facts as JSON, for programs. */
+int grace__admin_status(grace_request_t *req, grace_response_t *res, void *user)
+{
+    (void)user;
+    grace_restart_options_t ro;
+    grace_get_restart_options(&ro);
+    grace_response_set_header(res, "Content-Type", "application/json");
+    grace_response_writef(res, "{\"pid\":%ld", (long)getpid());
+    write_json(res, ",\"executable\":", grace_executable_path());
+    grace_response_writef(res, ",\"uptime_ms\":%" PRId64 ",\"graceful\":%s,\"version\":\"%s\"",
+                          grace_uptime_ms(), ro.graceful ? "true" : "false",
+                          grace_version_string());
+    write_json(res, ",\"server\":", grace_server_name(grace_request_server(req)));
+    grace_response_writef(res, ",\"servers\":[");
+    each_t e = {res, 0};
+    grace_servers_foreach(status_server, &e);
+    return grace_response_writef(res, "]}\n");
 }

@@ -59,6 +59,110 @@ enum { MAX_CHUNK_EXT = 4096, MAX_TRAILER = 8192, MAX_SIZE_DIGITS = 16 };
  * chunk-size of more than 16 digits, more than MAX_CHUNK_EXT bytes of
  * extensions on one size line and a trailer section over MAX_TRAILER bytes.
  */
+enum { STEP_OK, STEP_MALFORMED, STEP_TOO_LARGE };
+
+/* One byte of a chunk-size line: the hex size, whitespace before ';',
+ * extensions, and the line's CRLF. */
+static int size_line_byte(grace__chunked_t *d, char c, uint64_t max_body)
+{
+    switch (d->state) {
+    case CH_SIZE_FIRST:
+    case CH_SIZE:
+        if (is_class(c, C_HEX)) {
+            if (d->state == CH_SIZE_FIRST) {
+                d->state = CH_SIZE;
+                d->chunk_left = 0;
+                d->consumed = 0;
+            }
+            if (++d->consumed > MAX_SIZE_DIGITS)
+                return STEP_MALFORMED;
+            d->chunk_left = d->chunk_left << 4 | hex_value(c);
+            /* The size only grows with more digits: fail early. */
+            if (d->total > max_body || d->chunk_left > max_body - d->total)
+                return STEP_TOO_LARGE;
+            return STEP_OK;
+        }
+        if (d->state == CH_SIZE_FIRST)
+            return STEP_MALFORMED;
+        if (c == '\r') {
+            d->state = CH_SIZE_LF;
+        } else if (c == ';') {
+            d->state = CH_EXT;
+            d->consumed = 0;
+        } else if (is_ows(c)) {
+            d->state = CH_SIZE_BWS; /* BWS before ';' (RFC 9112 7.1.1) */
+        } else {
+            return STEP_MALFORMED;
+        }
+        return STEP_OK;
+    case CH_SIZE_BWS:
+        if (c == ';') {
+            d->state = CH_EXT;
+            d->consumed = 0;
+            return STEP_OK;
+        }
+        return is_ows(c) ? STEP_OK : STEP_MALFORMED;
+    case CH_EXT:
+        /* Extensions are ignored; checked loosely for what could
+         * desynchronise another parser: CTLs and bare CR/LF. */
+        if (c == '\r')
+            d->state = CH_SIZE_LF;
+        else if (!is_class(c, C_VALUE) || ++d->consumed > MAX_CHUNK_EXT)
+            return STEP_MALFORMED;
+        return STEP_OK;
+    default: /* CH_SIZE_LF */
+        if (c != '\n')
+            return STEP_MALFORMED;
+        d->consumed = 0;
+        d->state = d->chunk_left ? CH_DATA : CH_TRAILER_LINE;
+        return STEP_OK;
+    }
+}
+
+/* One byte of the CRLF after chunk data, or of the trailer section (bounded
+ * by MAX_TRAILER), up to the final empty line. */
+static int framing_byte(grace__chunked_t *d, char c)
+{
+    bool ok;
+    switch (d->state) {
+    case CH_DATA_CR:
+        ok = c == '\r';
+        d->state = CH_DATA_LF;
+        break;
+    case CH_DATA_LF:
+        ok = c == '\n';
+        d->state = CH_SIZE_FIRST;
+        break;
+    case CH_TRAILER_LINE: /* obs-fold and bare LF are malformed */
+        ok = c == '\r' || is_class(c, C_TCHAR);
+        d->state = c == '\r' ? CH_END_LF : CH_TRAILER_NAME;
+        break;
+    case CH_TRAILER_NAME:
+        ok = c == ':' || is_class(c, C_TCHAR);
+        if (c == ':')
+            d->state = CH_TRAILER_VALUE;
+        break;
+    case CH_TRAILER_VALUE:
+        ok = c == '\r' || is_class(c, C_VALUE);
+        if (c == '\r')
+            d->state = CH_TRAILER_LF;
+        break;
+    case CH_TRAILER_LF:
+        ok = c == '\n';
+        d->state = CH_TRAILER_LINE;
+        break;
+    case CH_END_LF:
+        ok = c == '\n';
+        d->state = CH_DONE;
+        break;
+    default:
+        ok = false; /* unreachable: CH_DATA/CH_DONE are handled by the caller */
+    }
+    if (ok && d->state >= CH_TRAILER_LINE && d->state <= CH_END_LF && ++d->consumed > MAX_TRAILER)
+        ok = false;
+    return ok ? STEP_OK : STEP_MALFORMED;
+}
+
 ssize_t grace__chunked_decode(grace__chunked_t *d, char *buf, size_t *len, uint64_t max_body)
 {
     const size_t n = *len;
@@ -81,105 +185,12 @@ ssize_t grace__chunked_decode(grace__chunked_t *d, char *buf, size_t *len, uint6
             continue;
         }
         const char c = buf[r++];
-        switch (d->state) {
-        case CH_SIZE_FIRST:
-        case CH_SIZE:
-            if (is_class(c, C_HEX)) {
-                if (d->state == CH_SIZE_FIRST) {
-                    d->state = CH_SIZE;
-                    d->chunk_left = 0;
-                    d->consumed = 0;
-                }
-                if (++d->consumed > MAX_SIZE_DIGITS)
-                    goto malformed;
-                d->chunk_left = d->chunk_left << 4 | hex_value(c);
-                /* The size only grows with more digits: fail early. */
-                if (d->total > max_body || d->chunk_left > max_body - d->total) {
-                    d->state = CH_ERROR;
-                    return -3;
-                }
-                break;
-            }
-            if (d->state == CH_SIZE_FIRST)
-                goto malformed;
-            if (c == '\r') {
-                d->state = CH_SIZE_LF;
-            } else if (c == ';') {
-                d->state = CH_EXT;
-                d->consumed = 0;
-            } else if (is_ows(c)) {
-                d->state = CH_SIZE_BWS; /* BWS before ';' (RFC 9112 7.1.1) */
-            } else {
-                goto malformed;
-            }
-            break;
-        case CH_SIZE_BWS:
-            if (c == ';') {
-                d->state = CH_EXT;
-                d->consumed = 0;
-            } else if (!is_ows(c)) {
-                goto malformed;
-            }
-            break;
-        case CH_EXT:
-            /* Extensions are ignored; checked loosely for what could
-             * desynchronise another parser: CTLs and bare CR/LF. */
-            if (c == '\r')
-                d->state = CH_SIZE_LF;
-            else if (!is_class(c, C_VALUE) || ++d->consumed > MAX_CHUNK_EXT)
-                goto malformed;
-            break;
-        case CH_SIZE_LF:
-            if (c != '\n')
-                goto malformed;
-            d->consumed = 0;
-            d->state = d->chunk_left ? CH_DATA : CH_TRAILER_LINE;
-            break;
-        case CH_DATA_CR:
-            if (c != '\r')
-                goto malformed;
-            d->state = CH_DATA_LF;
-            break;
-        case CH_DATA_LF:
-            if (c != '\n')
-                goto malformed;
-            d->state = CH_SIZE_FIRST;
-            break;
-        case CH_TRAILER_LINE:
-            if (c == '\r')
-                d->state = CH_END_LF;
-            else if (is_class(c, C_TCHAR))
-                d->state = CH_TRAILER_NAME; /* obs-fold, bare LF fall below */
-            else
-                goto malformed;
-            break;
-        case CH_TRAILER_NAME:
-            if (c == ':')
-                d->state = CH_TRAILER_VALUE;
-            else if (!is_class(c, C_TCHAR))
-                goto malformed;
-            break;
-        case CH_TRAILER_VALUE:
-            if (c == '\r')
-                d->state = CH_TRAILER_LF;
-            else if (!is_class(c, C_VALUE))
-                goto malformed;
-            break;
-        case CH_TRAILER_LF:
-            if (c != '\n')
-                goto malformed;
-            d->state = CH_TRAILER_LINE;
-            break;
-        case CH_END_LF:
-            if (c != '\n')
-                goto malformed;
-            d->state = CH_DONE;
-            break;
-        default:
-            goto malformed; /* unreachable: CH_DATA/CH_DONE handled above */
+        int st = d->state <= CH_SIZE_LF ? size_line_byte(d, c, max_body) : framing_byte(d, c);
+        if (st != STEP_OK) {
+            d->state = CH_ERROR;
+            *len = w;
+            return st == STEP_TOO_LARGE ? -3 : -1;
         }
-        if (d->state >= CH_TRAILER_LINE && d->state <= CH_END_LF && ++d->consumed > MAX_TRAILER)
-            goto malformed;
     }
 
     if (d->state != CH_DONE) {
@@ -192,9 +203,4 @@ ssize_t grace__chunked_decode(grace__chunked_t *d, char *buf, size_t *len, uint6
         memmove(buf + w, buf + r, rest);
     *len = w;
     return (ssize_t)rest;
-
-malformed:
-    d->state = CH_ERROR;
-    *len = w;
-    return -1;
 }

@@ -315,76 +315,68 @@ static void run_request(grace__conn_t *c, size_t consumed)
     c->head_len = c->body_len = 0;
 }
 
-enum { REQ_NEED, REQ_DONE };
+enum { REQ_NEED, REQ_DONE, REQ_BODY };
 
-/* Parse and run at most one request from the buffered input. */
-static int try_request(grace__conn_t *c)
+/* Parse the head in c->in. REQ_NEED: more bytes; REQ_DONE: answered (a
+ * request without a body, or an error); REQ_BODY: a body follows, c->state
+ * says how it is framed. */
+static int read_head(grace__conn_t *c)
 {
     const grace_server_options_t *o = &c->server->opt;
-    if (c->state == ST_HEAD) {
-        if (c->in.len == 0)
-            return REQ_NEED;
-        if (!c->req_started) {
-            c->req_started = true;
-            c->req_start_ms = now_ms();
-        }
-        /* Allocated at the first request, not at accept: idle connections
-         * stay small (see grace__conn_trim). */
-        grace__exchange_t *x = grace__exchange_get(c, o->max_headers);
-        if (x == NULL) {
-            queue_error(c, 503);
-            return REQ_DONE;
-        }
-        x->req.h.headers = x->headers;
-        x->req.h.n_headers = o->max_headers;
-        int r = grace__http_parse_request(c->in.ptr, c->in.len, o->max_header_bytes, &x->req.h);
-        if (r == 0)
-            return REQ_NEED;
-        if (r < 0) {
-            bad_input(c, -r);
-            return REQ_DONE;
-        }
-        c->head_len = (size_t)r;
-        c->head_base = c->in.ptr;
-        c->body_len = 0;
-        const grace__http_request_t *h = &x->req.h;
-        if (h->chunked) {
-            memset(&c->chunked, 0, sizeof c->chunked);
-            c->state = ST_CHUNKED;
-        } else if (h->content_length > 0) {
-            if ((uint64_t)h->content_length > o->client_max_body_size) {
-                bad_input(c, 413);
-                return REQ_DONE;
-            }
-            c->state = ST_BODY;
-        } else {
-            run_request(c, c->head_len);
-            return REQ_DONE;
-        }
-        if (h->expect_continue && h->minor_version == 1 && c->in.len == c->head_len)
-            grace__buf_appends(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+    if (c->in.len == 0)
+        return REQ_NEED;
+    if (!c->req_started) {
+        c->req_started = true;
+        c->req_start_ms = now_ms();
     }
-    if (c->state == ST_BODY) {
-        size_t want = c->head_len + (size_t)c->ex->req.h.content_length;
-        if (c->in.len < want) {
-            if (grace__buf_reserve(&c->in, want - c->in.len) < 0) {
-                queue_error(c, 500);
-                return REQ_DONE;
-            }
-            return REQ_NEED;
-        }
-        c->body_len = (size_t)c->ex->req.h.content_length;
-        run_request(c, want);
+    /* Allocated at the first request, not at accept: idle connections stay
+     * small (see grace__conn_trim). */
+    grace__exchange_t *x = grace__exchange_get(c, o->max_headers);
+    if (x == NULL) {
+        queue_error(c, 503);
         return REQ_DONE;
     }
-    /* ST_CHUNKED: decoded body accumulates right after the head. */
+    x->req.h.headers = x->headers;
+    x->req.h.n_headers = o->max_headers;
+    int r = grace__http_parse_request(c->in.ptr, c->in.len, o->max_header_bytes, &x->req.h);
+    if (r == 0)
+        return REQ_NEED;
+    if (r < 0) {
+        bad_input(c, -r);
+        return REQ_DONE;
+    }
+    c->head_len = (size_t)r;
+    c->head_base = c->in.ptr;
+    c->body_len = 0;
+    const grace__http_request_t *h = &x->req.h;
+    if (h->chunked) {
+        memset(&c->chunked, 0, sizeof c->chunked);
+        c->state = ST_CHUNKED;
+    } else if (h->content_length > 0) {
+        if ((uint64_t)h->content_length > o->client_max_body_size) {
+            bad_input(c, 413);
+            return REQ_DONE;
+        }
+        c->state = ST_BODY;
+    } else {
+        run_request(c, c->head_len);
+        return REQ_DONE;
+    }
+    if (h->expect_continue && h->minor_version == 1 && c->in.len == c->head_len)
+        grace__buf_appends(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+    return REQ_BODY;
+}
+
+/* A chunked body: decoded in place, right after the head. */
+static int read_chunked(grace__conn_t *c)
+{
     size_t start = c->head_len + c->body_len;
     size_t n = c->in.len - start;
     if (n == 0)
         return REQ_NEED;
     size_t len = n;
     ssize_t r = grace__chunked_decode(&c->chunked, c->in.ptr + start, &len,
-                                      (uint64_t)o->client_max_body_size);
+                                      (uint64_t)c->server->opt.client_max_body_size);
     if (r == -2) {
         c->body_len += len;
         c->in.len = c->head_len + c->body_len;
@@ -400,6 +392,30 @@ static int try_request(grace__conn_t *c)
     size_t consumed = c->head_len + c->body_len;
     c->in.len = consumed + (size_t)r;
     run_request(c, consumed);
+    return REQ_DONE;
+}
+
+/* Parse and run at most one request from the buffered input. */
+static int try_request(grace__conn_t *c)
+{
+    if (c->state == ST_HEAD) {
+        int r = read_head(c);
+        if (r != REQ_BODY)
+            return r;
+    }
+    if (c->state == ST_CHUNKED)
+        return read_chunked(c);
+    /* ST_BODY: Content-Length bytes after the head. */
+    size_t want = c->head_len + (size_t)c->ex->req.h.content_length;
+    if (c->in.len < want) {
+        if (grace__buf_reserve(&c->in, want - c->in.len) < 0) {
+            queue_error(c, 500);
+            return REQ_DONE;
+        }
+        return REQ_NEED;
+    }
+    c->body_len = (size_t)c->ex->req.h.content_length;
+    run_request(c, want);
     return REQ_DONE;
 }
 
@@ -461,6 +477,22 @@ static void set_deadline(grace__conn_t *c)
         c->deadline_ms = now + o->idle_timeout_ms;
 }
 
+/* Lingering: throw away what the client still sends until it closes
+ * (then close: false) or nothing more is there now (true). */
+static bool discard_input(grace__conn_t *c)
+{
+    for (;;) {
+        char sink[4096];
+        ssize_t n = recv(c->fd, sink, sizeof sink, 0);
+        if (n > 0 || (n < 0 && errno == EINTR))
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return true;
+        grace__conn_close(c);
+        return false;
+    }
+}
+
 /* Do all the work the connection has. Returns false if it was closed (then
  * c must not be touched). */
 static bool conn_process(grace__conn_t *c)
@@ -496,20 +528,8 @@ static bool conn_process(grace__conn_t *c)
             grace__conn_linger(c, now_ms());
             c->maybe_readable = true;
         }
-        if (c->lingering) {
-            for (;;) {
-                char sink[4096];
-                ssize_t n = recv(c->fd, sink, sizeof sink, 0);
-                if (n > 0)
-                    continue;
-                if (n < 0 && errno == EINTR)
-                    continue;
-                if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-                    return true;
-                grace__conn_close(c);
-                return false;
-            }
-        }
+        if (c->lingering)
+            return discard_input(c);
         if (try_request(c) == REQ_DONE) {
             if (++handled >= MAX_REQUESTS_PER_WAKE && c->in.len > 0) {
                 /* Fairness: let other connections run. MOD re-queues the

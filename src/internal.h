@@ -360,6 +360,11 @@ void grace__lifecycle_probation(int64_t until_ms);
  * (their loops take the listeners back); the drain is off. Returns how many. */
 int grace__lifecycle_undrain(void);
 
+/* probation.c: the old process watches the new one (pid, its channel fd
+ * and what it already said) after a hand-over; see the file. */
+void grace__probation_start(pid_t pid, int fd, const char *pending, int64_t probation_ms);
+bool grace__handed_over(void); /* true once a new process serves (until a take-back) */
+
 /* signals.c: fn runs on the signal thread when sig arrives (registered
  * before start); start installs the handlers, once. */
 int grace__signal_on(int sig, void (*fn)(int sig));

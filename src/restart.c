@@ -59,34 +59,14 @@ static struct {
     int64_t start_ms;
     char exe[4096];
     char **argv; /* NULL-terminated copy of our argv */
-    atomic_bool handed_over;               /* a new process serves: we only drain */
+
     atomic_bool full_pending;              /* a full restart waits for the drain */
-    pthread_mutex_t kids_mu;               /* guards kids */
-    pid_t kids[MAX_CHILDREN];              /* new processes that took over: reaped on exit */
-    int n_kids;
-    int64_t next_reap_ms; /* monitor thread: fallback poll of kids */
-    /* Probation (under kids_mu): the successor, its channel (the ready
-     * socket, kept open), what it said, and how it exited. */
-    pid_t successor;
-    int probation_fd;
-    char probation_msg[64];
-    size_t probation_len;
-    int64_t ready_ms;
-    int64_t probation_until_ms;
-    atomic_int probing; /* a probation is running (the tick reads it) */
-    bool successor_exited;
-    int successor_status;
 } rs = {
     .mu = PTHREAD_MUTEX_INITIALIZER,
-    .kids_mu = PTHREAD_MUTEX_INITIALIZER,
     .opt = {0, 30000, 5000, 8, 1000, 2000},
-    .probation_fd = -1,
 };
 
 static void on_restart_signal(int sig);
-static void on_child_signal(int sig);
-static void restart_tick(int64_t now);
-static void reap_children(void);
 
 /* ---- Start-up: facts --------------------------------------------------------- */
 
@@ -126,12 +106,11 @@ __attribute__((constructor)) static void restart_init(void)
     ssize_t n = readlink("/proc/self/exe", rs.exe, sizeof rs.exe - 1);
     rs.exe[n > 0 ? n : 0] = '\0';
     read_argv();
-    /* What the signals mean for a restart, and the tick that watches
-     * children; both take effect when the first server starts. */
+    /* What the signals mean for a restart; installed when the first
+     * server starts. */
     grace__signal_on(SIGUSR1, on_restart_signal);
     grace__signal_on(SIGUSR2, on_restart_signal);
-    grace__signal_on(SIGCHLD, on_child_signal);
-    grace__engine_on_tick(restart_tick);
+
 }
 
 /* ---- Options and facts ------------------------------------------------------ */
@@ -174,151 +153,6 @@ int64_t grace_uptime_ms(void)
 const char *grace_executable_path(void)
 {
     return rs.exe;
-}
-
-/* ---- Tick ---------------------------------------------------------------------- */
-
-/* The engine's monitor calls this every few milliseconds: during a probation
- * the successor is watched at every tick (its channel is read in
- * probation_check); otherwise, once a second, exited children are reaped
- * (for programs that keep SIGCHLD for themselves) and the channel to a
- * parent that has exited is closed. */
-static void restart_tick(int64_t now)
-{
-    if (now >= rs.next_reap_ms) {
-        rs.next_reap_ms = now + 1000;
-        grace__parent_forget();
-    } else if (atomic_load(&rs.probing) == 0) {
-        return;
-    }
-    reap_children(); /* (also checks the probation) */
-}
-
-/* ---- Probation ------------------------------------------------------------------ */
-
-/* For probation_ms after its successor said ready, a draining process keeps
- * its listening sockets open without accepting on them (lifecycle.c holds
- * the close back while grace__lifecycle_probation() says so). The successor
- * keeps the ready channel open and writes "handed over" if it passes the
- * sockets on in turn: from then on it watches its own successor. If it
- * crashes first (a signal, or a non-zero exit status), this process takes
- * the sockets back and serves again: connections queued meanwhile were
- * waiting in the kernel queue both processes share, so only what the dead
- * process held is lost. A successor that exits with 0 was shut down on
- * purpose and is not replaced. Called with kids_mu held. */
-static void probation_end(void)
-{
-    if (rs.probation_fd >= 0)
-        close(rs.probation_fd);
-    rs.probation_fd = -1;
-    rs.successor = 0;
-    rs.successor_exited = false;
-    rs.probation_len = 0;
-    atomic_store(&rs.probing, 0);
-    grace__lifecycle_probation(0); /* close what the drain kept open */
-}
-
-static void take_back(int64_t now)
-{
-    int st = rs.successor_status;
-    char how[96];
-    if (WIFSIGNALED(st))
-        snprintf(how, sizeof how, "was killed by signal %d (%s)", WTERMSIG(st),
-                 strsignal(WTERMSIG(st)));
-    else
-        snprintf(how, sizeof how, "exited with status %d", WEXITSTATUS(st));
-    grace_log("new process %d %s %lld ms after it was ready (probation %lld ms): this process "
-              "takes its sockets back and keeps serving",
-              (int)rs.successor, how, (long long)(now - rs.ready_ms),
-              (long long)rs.opt.probation_ms);
-    atomic_store(&rs.handed_over, false);
-    grace__lifecycle_undrain(); /* before the probation ends: nothing may close */
-    probation_end();
-}
-
-static void probation_check(int64_t now)
-{
-    if (rs.successor == 0)
-        return;
-    ssize_t n;
-    while (rs.probation_len < sizeof rs.probation_msg - 1 &&
-           (n = recv(rs.probation_fd, rs.probation_msg + rs.probation_len,
-                     sizeof rs.probation_msg - 1 - rs.probation_len, MSG_DONTWAIT)) > 0)
-        rs.probation_len += (size_t)n;
-    rs.probation_msg[rs.probation_len] = '\0';
-    int st = rs.successor_status;
-    if (strstr(rs.probation_msg, "handed over\n"))
-        probation_end(); /* it serves through a successor of its own */
-    else if (rs.successor_exited && (WIFSIGNALED(st) || WEXITSTATUS(st) != 0))
-        take_back(now);
-    else if (rs.successor_exited || now >= rs.probation_until_ms)
-        probation_end();
-}
-
-static void start_probation(pid_t pid, int fd, const char *pending)
-{
-    pthread_mutex_lock(&rs.kids_mu);
-    rs.successor = pid;
-    rs.probation_fd = fd;
-    rs.successor_exited = false;
-    rs.ready_ms = grace__now_ms();
-    snprintf(rs.probation_msg, sizeof rs.probation_msg, "%s", pending);
-    rs.probation_len = strlen(rs.probation_msg);
-    rs.probation_until_ms = rs.ready_ms + rs.opt.probation_ms;
-    atomic_store(&rs.probing, 1);
-    grace__lifecycle_probation(rs.probation_until_ms);
-    pthread_mutex_unlock(&rs.kids_mu);
-}
-
-/* ---- Children ------------------------------------------------------------------ */
-
-static void on_child_signal(int sig)
-{
-    (void)sig;
-    reap_children();
-}
-
-/* A new process that took over is our child until we exit: reap it if it
- * exits first (it may be restarted in turn while we still drain a long
- * request), so it never lingers as a zombie nor counts as a live draining
- * generation. Only PIDs grace started are waited for: the program's own
- * children are none of our business. */
-static void track_child(pid_t pid)
-{
-    pthread_mutex_lock(&rs.kids_mu);
-    if (rs.n_kids < MAX_CHILDREN)
-        rs.kids[rs.n_kids++] = pid;
-    pthread_mutex_unlock(&rs.kids_mu);
-    reap_children(); /* it may have exited before it was listed */
-}
-
-static void reap_children(void)
-{
-    pthread_mutex_lock(&rs.kids_mu);
-    for (int i = 0; i < rs.n_kids;) {
-        int status;
-        pid_t w;
-        do
-            w = waitpid(rs.kids[i], &status, WNOHANG);
-        while (w < 0 && errno == EINTR);
-        if (w == 0) {
-            i++;
-            continue;
-        }
-        if (w > 0 && WIFSIGNALED(status))
-            grace_log("process %d (which took over from this one) was killed by signal %d (%s)",
-                      (int)w, WTERMSIG(status), strsignal(WTERMSIG(status)));
-        else if (w > 0)
-            grace_log("process %d (which took over from this one) exited with status %d", (int)w,
-                      WEXITSTATUS(status));
-        if (w > 0 && w == rs.successor) {
-            rs.successor_exited = true;
-            rs.successor_status = status;
-        }
-        rs.kids[i] = rs.kids[--rs.n_kids]; /* reaped, or not ours any more (ECHILD) */
-    }
-    probation_check(grace__now_ms());
-    pthread_mutex_unlock(&rs.kids_mu);
 }
 
 /* ---- Spawning the new process ------------------------------------------------- */
@@ -593,7 +427,7 @@ static char **child_env(const grace__buf_t *fds, int ready_w, const grace__buf_t
  * must not happen now. Called with rs.mu held. */
 static int may_restart(const char *exe, drainer_t *live, int *n_live, grace_restart_outcome_t *out)
 {
-    if (atomic_load(&rs.handed_over)) {
+    if (grace__handed_over()) {
         /* A new process serves already; this one only drains. A retry
          * reaches the new process. */
         out->retry_after_s = 1;
@@ -663,10 +497,8 @@ static int graceful_restart(const char *exe, grace_restart_outcome_t *out)
     r = wait_ready(pid, chan[0], pending, out->why, sizeof out->why);
     if (r > 0) {
         out->pid = r;
-        atomic_store(&rs.handed_over, true);
-        start_probation(pid, chan[0], pending);
+        grace__probation_start(pid, chan[0], pending, rs.opt.probation_ms);
         chan[0] = -1; /* the probation owns it now */
-        track_child(pid);
         grace_log("new process %d is serving; this process finishes its requests and exits",
                   (int)pid);
         grace__drain_begin();
@@ -719,7 +551,7 @@ static int full_restart(const char *exe, grace_restart_outcome_t *out)
     if (!is_executable_file(exe)) {
         r = GRACE_EBADEXE;
         snprintf(out->why, sizeof out->why, "%s is not an executable file", exe);
-    } else if (atomic_load(&rs.handed_over)) {
+    } else if (grace__handed_over()) {
         r = GRACE_EHANDEDOVER;
         out->retry_after_s = 1;
         snprintf(out->why, sizeof out->why,

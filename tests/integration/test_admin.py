@@ -2,13 +2,17 @@
 the page, the JSON status, and who may use the actions.
 
 Safe by default: only trusted networks (loopback) may use it, unless a token
-or an auth hook is configured; newExeFilePath must name an executable in the
-running executable's directory or an allowed one; a browser request from
-another site is refused by its Fetch Metadata / Origin headers, which the
-tests at the end check with a real headless Chromium.
+or an auth hook is configured; the Host must name this server (an IP
+address, localhost, or --admin-allow-host), which stops DNS rebinding; the
+headers the guard decides by may come only once; newExeFilePath must name an
+executable in the running executable's directory or an allowed one, writable
+by nobody but its owner; a browser request from another site is refused by
+its Fetch Metadata / Origin headers. The tests at the end check the browser
+cases, DNS rebinding included, with a real headless Chromium.
 
-Successful restarts are test_restart*.py's subject; here only one
-seed-walkthrough check clicks "restart" on the page in Chromium.
+Successful restarts are test_restart*.py's subject; here only the
+seed-walkthrough check clicks "restart" on the page in Chromium, and the
+newExeFilePath permission test restarts once it has put the modes right.
 """
 
 import fcntl
@@ -18,6 +22,7 @@ import os
 import re
 import select
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -30,6 +35,7 @@ import pytest
 from conftest import (
     HOST,
     IO_TIMEOUT,
+    RawConn,
     Server,
     example_path,
     http,
@@ -288,6 +294,240 @@ def test_token_and_trusted_networks_both_required(servers):
     assert_same_process(srv)
 
 
+# ---- DNS rebinding: the Host must name this server --------------------------------
+
+REBIND = "does not name this server (DNS rebinding?)"
+ACTIONS = (ADMIN, f"{ADMIN}/status", f"{ADMIN}/restart", f"{ADMIN}/reload", f"{ADMIN}/shutdown")
+
+
+def browser_headers(host):
+    """What a browser sends with fetch() from a page of http://HOST: every
+    header says same-origin. After DNS rebinding, HOST is the attacker's
+    name (evil.example:PORT) resolved to this server's address."""
+    return {
+        "Host": host,
+        "Origin": f"http://{host}",
+        "Sec-Fetch-Site": "same-origin",
+        "Sec-Fetch-Mode": "cors",
+        "Sec-Fetch-Dest": "empty",
+    }
+
+
+def curl(*args):
+    """curl -sS ARGS: (status, body). A client we did not write, sending
+    what a script would, plus the headers given."""
+    p = subprocess.run(
+        ["curl", "-sS", "--noproxy", "*", "-o", "-", "-w", "\n%{http_code}", *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=30,
+        text=True,
+    )
+    assert p.returncode == 0, (args, p.stderr)
+    body, _, code = p.stdout.rpartition("\n")
+    return int(code), body
+
+
+def curl_headers(headers):
+    return [x for k, v in headers.items() for x in ("-H", f"{k}: {v}")]
+
+
+def raw_request(port, head_lines, method="GET", path=f"{ADMIN}/status", version="HTTP/1.1"):
+    """One request with exactly these header lines ("Name: value"), which
+    requests and curl cannot send (repeated headers, no Host)."""
+    lines = [f"{method} {path} {version}", *head_lines, "Connection: close", "", ""]
+    with RawConn(port) as c:
+        c.send("\r\n".join(lines))
+        return c.read_response()
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
+def test_rebinding_host_refused(servers):
+    """A request as a rebound page sends it (Host: evil.example:PORT, same-
+    origin Fetch Metadata, a matching Origin, from 127.0.0.1) is refused
+    on every admin route, by curl and by requests; the server keeps
+    running as the same process and logs each refusal."""
+    srv = start_basic(servers)
+    evil = f"evil.example:{srv.port}"
+    h = browser_headers(evil)
+    for path in ACTIONS:
+        assert_refused(get(srv, path, headers=h), f"Host '{evil}' {REBIND}")
+        assert_refused(http("POST", srv.url(path), headers=h), REBIND)
+        code, body = curl(*curl_headers(h), srv.url(path))
+        assert code == 403 and f"Host '{evil}' {REBIND}; allowed: IP addresses, localhost" in body
+    # The name really resolving to this server, as after the rebinding.
+    code, body = curl("--resolve", f"{evil}:{HOST}", *curl_headers({**h, "Host": evil}),
+                      f"http://{evil}{ADMIN}/shutdown")  # fmt: skip
+    assert code == 403 and REBIND in body, body
+    # For programs: the JSON form of the refusal.
+    r = get(srv, f"{ADMIN}/restart", headers={**h, "Accept": "application/json"})
+    assert r.status_code == 403 and REBIND in r.json()["error"]
+    srv.wait_for_line(
+        rf"admin: refused GET {ADMIN}/restart from {HOST}: Host 'evil\.example:{srv.port}' "
+        r"does not name this server \(DNS rebinding\?\); allowed: IP addresses, localhost, "
+        r"and allowed_hosts"
+    )
+    srv.wait_for_line(rf"admin: refused POST {ADMIN}/shutdown from {HOST}: Host 'evil")
+    assert_same_process(srv)
+    # Other routes do not care what the Host is.
+    assert get(srv, "/", headers={"Host": evil}).status_code == 200
+
+
+def test_rebinding_host_refused_with_token_too(servers):
+    """Authentication does not make a foreign name acceptable: the token is
+    the user's, the page that sends it may still be the attacker's."""
+    srv = start_basic(servers, "--admin-token", "t0k")
+    h = {**browser_headers(f"evil.example:{srv.port}"), "Authorization": "Bearer t0k"}
+    assert_refused(get(srv, f"{ADMIN}/restart", headers=h), REBIND)
+    h["Host"] = f"{HOST}:{srv.port}"
+    h["Origin"] = f"http://{HOST}:{srv.port}"
+    assert get(srv, f"{ADMIN}/status", headers=h).json()["pid"] == srv.pid
+    assert_same_process(srv)
+
+
+def test_host_missing_or_only_in_target_refused(servers):
+    srv = start_basic(servers)
+    # HTTP/1.0 may leave Host out; such a request names no server.
+    r = raw_request(srv.port, [], version="HTTP/1.0")
+    assert r.status == 403 and b"no Host header" in r.body, r
+    r = raw_request(srv.port, [f"Host: {HOST}"], version="HTTP/1.0")
+    assert r.status == 200 and json.loads(r.body)["pid"] == srv.pid
+    # An absolute-form target's host wins over Host (RFC 9112 3.2.2): it is
+    # the name the request is addressed to, and must be this server's.
+    r = raw_request(srv.port, [f"Host: {HOST}:{srv.port}"],
+                    path=f"http://evil.example:{srv.port}{ADMIN}/restart")  # fmt: skip
+    assert r.status == 403 and f"Host 'evil.example:{srv.port}' {REBIND}".encode() in r.body, r
+    r = raw_request(srv.port, [f"Host: {HOST}:{srv.port}"],
+                    path=f"http://{HOST}:{srv.port}{ADMIN}/status")  # fmt: skip
+    assert r.status == 200, r
+    srv.wait_for_line(rf"admin: refused GET {ADMIN}/status from {HOST}: no Host header")
+    assert_same_process(srv)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
+def test_host_naming_this_server_allowed(servers):
+    """IP addresses (nothing to resolve: no rebinding) and localhost, with
+    or without a port, in any case, with a trailing dot: let through,
+    Origin and Fetch Metadata agreeing with them as a browser's would."""
+    srv = start_basic(servers)
+    port = srv.port
+    for host in (f"{HOST}:{port}", HOST, f"localhost:{port}", "localhost", "LOCALHOST",
+                 f"LocalHost.:{port}", "localhost.", "192.0.2.7:8080", "[::1]",
+                 f"[::ffff:127.0.0.1]:{port}"):  # fmt: skip
+        r = get(srv, f"{ADMIN}/status", headers=browser_headers(host))
+        assert r.status_code == 200 and r.json()["pid"] == srv.pid, (host, r.text)
+    code, body = curl(*curl_headers(browser_headers(f"localhost:{port}")), srv.url(f"{ADMIN}/status"))
+    assert code == 200 and json.loads(body)["pid"] == srv.pid
+    # Names that only look like these are someone else's.
+    for host in ("localhost.evil.example", f"127.0.0.1.evil.example:{port}", "local",
+                 "evil.example.", "localhost..", "[localhost]"):  # fmt: skip
+        r = get(srv, f"{ADMIN}/status", headers=browser_headers(host))
+        assert r.status_code in (400, 403), (host, r.status_code, r.text)
+        if r.status_code == 403:
+            assert REBIND in r.text, (host, r.text)
+    assert_same_process(srv)
+
+
+def have_ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not have_ipv6_loopback(), reason="no IPv6 loopback (cannot bind ::1)")
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
+def test_host_ipv6_literal_allowed(servers, monkeypatch):
+    """A server on [::1], asked as http://[::1]:PORT/: Host [::1]:PORT."""
+    # Server.start() learns the port from a line it looks up in conftest.
+    monkeypatch.setitem(Server.start.__globals__, "LISTEN_RE",
+                        re.compile(r"http server started listening on \[\[::1\]:(\d+)\]"))  # fmt: skip
+    try:
+        srv = servers.start("basic", "--host", "::1", "--port", "0", host=False)
+    finally:
+        monkeypatch.undo()
+    here = f"[::1]:{srv.port}"
+    r = http("GET", f"http://{here}{ADMIN}/status", headers=browser_headers(here))
+    assert r.status_code == 200 and r.json()["pid"] == srv.pid, r.text
+    code, body = curl("-g", *curl_headers(browser_headers(here)), f"http://{here}{ADMIN}/status")
+    assert code == 200 and json.loads(body)["pid"] == srv.pid, body
+    r = http("GET", f"http://{here}{ADMIN}/status", headers=browser_headers(f"evil.example:{srv.port}"))
+    assert r.status_code == 403 and REBIND in r.text
+
+
+def test_allowed_hosts_flag(servers):
+    srv = start_basic(servers, "--admin-allow-host", "admin.internal",
+                      "--admin-allow-host", "Ops.Example")  # fmt: skip
+    port = srv.port
+    for host in ("admin.internal", f"admin.internal:{port}", f"ADMIN.Internal:{port}",
+                 "ops.example:1", f"{HOST}:{port}", "localhost"):  # fmt: skip
+        r = get(srv, f"{ADMIN}/status", headers=browser_headers(host))
+        assert r.status_code == 200 and r.json()["pid"] == srv.pid, (host, r.text)
+    # Exact names only: no suffix, prefix or trailing-dot variants.
+    for host in ("evil.example", f"internal:{port}", "admin.internal.evil.example",
+                 "evil.admin.internal", "admin.internal.", "ops.example.com"):  # fmt: skip
+        r = get(srv, f"{ADMIN}/restart", headers=browser_headers(host))
+        assert_refused(r, f"Host '{host}' {REBIND}")
+    assert_same_process(srv)
+
+
+@pytest.mark.parametrize("bad", ["evil.example:80", "[::1]", "a b", "a/b", ""])
+def test_bad_allow_host_refused_at_start(bad):
+    p = subprocess.run(
+        [str(example_path("basic")), "--host", HOST, "--port", "0", "--admin-allow-host", bad],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=20,
+        env=sanitizer_env(),
+    )
+    if bad == "":
+        assert p.returncode == 2, p.stderr  # the flag parser's own check
+    else:
+        assert p.returncode == 1, (bad, p.stderr)
+        assert b"admin" in p.stderr and b"invalid argument" in p.stderr, p.stderr
+
+
+# ---- Headers that may come only once ---------------------------------------------------
+
+
+def test_duplicate_headers_refused(servers):
+    """Sec-Fetch-Site, Sec-Fetch-Dest, Origin, Referer and Authorization sent
+    twice: refused, even when both copies would pass. (Before, the first
+    won, so a proxy that judged the last one and the guard disagreed.)"""
+    token = "t0k"
+    srv = start_basic(servers, "--admin-token", token)
+    here = f"http://{HOST}:{srv.port}"
+    base = [f"Host: {HOST}:{srv.port}", f"Authorization: Bearer {token}"]
+    r = raw_request(srv.port, base)
+    assert r.status == 200 and json.loads(r.body)["pid"] == srv.pid, r
+    twice = {
+        "Sec-Fetch-Site": ["Sec-Fetch-Site: same-origin", "Sec-Fetch-Site: same-origin"],
+        "Sec-Fetch-Dest": ["Sec-Fetch-Dest: empty", "sec-fetch-dest: image"],
+        "Origin": [f"Origin: {here}", "origin: http://evil.example"],
+        "Referer": [f"Referer: {here}{ADMIN}", f"Referer: {here}{ADMIN}"],
+        "Authorization": [f"Authorization: Bearer {token}"],  # base has one already
+    }
+    for name, lines in twice.items():
+        for method, path in (("GET", f"{ADMIN}/status"), ("GET", f"{ADMIN}/restart"),
+                             ("POST", f"{ADMIN}/shutdown")):  # fmt: skip
+            r = raw_request(srv.port, base + lines, method=method, path=path)
+            assert r.status == 403, (name, path, r)
+            assert f"{name} header sent 2 times".encode() in r.body, (name, r.body)
+    # The right token first and a wrong one after it: not "first one wins".
+    r = raw_request(srv.port, [base[0], f"Authorization: Bearer {token}", "Authorization: Bearer x"])
+    assert r.status == 403 and b"Authorization header sent 2 times" in r.body, r
+    # Two Host headers never get this far: the parser answers 400.
+    r = raw_request(srv.port, base + [f"Host: evil.example:{srv.port}"])
+    assert r.status == 400, r
+    srv.wait_for_line(
+        rf"admin: refused GET {ADMIN}/restart from {HOST}: admin request refused: "
+        r"Origin header sent 2 times \(allowed once\)"
+    )
+    assert_same_process(srv)
+
+
 # ---- newExeFilePath -------------------------------------------------------------
 
 
@@ -359,6 +599,71 @@ def test_new_exe_must_be_an_executable_file(servers, app_dir):
     assert_refused(restart_with(srv, str(app_dir / "no-such-file")), "cannot resolve")
     assert_refused(restart_with(srv, str(app_dir / "subdir")), "not an executable file")
     assert_same_process(srv)
+
+
+@pytest.fixture
+def releases():
+    """An allowed directory with a copy of basic in it, both 0755: the
+    state a deploy leaves behind."""
+    with tempfile.TemporaryDirectory(prefix="grace-admin-") as d:
+        rel = Path(d).resolve() / "releases"
+        rel.mkdir()
+        shutil.copy2(example_path("basic"), rel / "basic")
+        for path in (rel, rel / "basic"):
+            os.chmod(path, 0o755)  # whatever the umask
+        yield rel
+
+
+def refusal_with(srv, exe, path, change, undo):
+    """The answer to a restart with newExeFilePath=exe while change(path)
+    is in effect; undo(path) afterwards, whatever happens."""
+    change(path)
+    try:
+        return restart_with(srv, str(exe), timeout=60)
+    finally:
+        undo(path)
+
+
+def test_new_exe_writable_by_others_refused_then_allowed(releases, grace_servers):
+    """sudo's and sshd's rule: neither the executable nor its (allowed)
+    directory may be writable by anyone but its owner, root or this
+    process's user -- else someone else could swap the program. Each
+    refusal says which path and why; the process stays. Put right, the
+    same request restarts into the new executable."""
+    exe = releases / "basic"
+    srv = grace_servers.start("basic", "--port", "0", "--admin-allow-dir", str(releases))
+    back = lambda p: os.chmod(p, 0o755)  # noqa: E731
+    for path in (exe, releases):
+        for mode, how in ((0o775, "group-writable"), (0o757, "world-writable"),
+                          (0o777, "group- and world-writable"), (0o1757, "world-writable"),
+                          (0o2775, "group-writable")):  # fmt: skip
+            r = refusal_with(srv, exe, path, lambda p: os.chmod(p, mode), back)
+            assert_refused(r, f"newExeFilePath not allowed: {path} is {how}\n")
+    if os.geteuid() == 0:  # only root may give a file away
+        for path in (exe, releases):
+            r = refusal_with(srv, exe, path, lambda p: os.chown(p, 1001, -1),
+                             lambda p: os.chown(p, 0, -1))  # fmt: skip
+            assert_refused(r, f"newExeFilePath not allowed: {path} is owned by uid 1001\n")
+            back(path)  # chown clears set-id bits only; keep the mode exact anyway
+    srv.wait_for_line(
+        rf"admin: refused GET {ADMIN}/restart from {HOST}: newExeFilePath not allowed: "
+        rf"{re.escape(str(releases))} is group-writable$"
+    )
+    assert_same_process(srv)
+
+    mark = srv.mark()
+    r = restart_with(srv, str(exe), timeout=60)
+    assert r.status_code == 200, (r.status_code, r.text, srv.stderr())
+    m = re.fullmatch(r"restarted: new pid (\d+)\n?", r.text)
+    assert m, r.text
+    new_pid = int(m.group(1))
+    assert srv.wait_restart(mark) == new_pid
+    # Once the old process is gone, only the new one can answer. (Right
+    # after "new process N is serving" the old one may still accept a
+    # connection or two: restart.c logs that line before it stops.)
+    assert srv.wait_pid_exit(srv.pid, timeout=30) == 0, srv.stderr()
+    st = get(srv, f"{ADMIN}/status").json()
+    assert st["pid"] == new_pid and st["executable"] == str(exe), st
 
 
 # ---- Cross-site requests ----------------------------------------------------------
@@ -449,6 +754,9 @@ def is_chromium(pid):
         return False
 
 
+REBOUND_NAME = "evil.example"
+
+
 class Chromium:
     """Headless Chromium driven through the DevTools protocol over a pipe
     (--remote-debugging-pipe: commands on its fd 3, answers on its fd 4,
@@ -468,6 +776,10 @@ class Chromium:
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
             "--disable-extensions", "--no-proxy-server", "--remote-debugging-pipe",
+            # DNS rebinding, as the attacker's DNS server would do it once the
+            # page is loaded: evil.example is this machine. No other test
+            # uses the name, so every test of the module can share it.
+            f"--host-resolver-rules=MAP {REBOUND_NAME} {HOST}",
             f"--user-data-dir={self.profile}", "about:blank",
         ]
         self.proc = subprocess.Popen(
@@ -660,3 +972,74 @@ def test_browser_click_restart_link_seed_walkthrough(grace_servers, browser):
     assert new_pid != srv.pid
     assert get(srv, "/pid").text == f"{new_pid}\n"
     assert srv.wait_pid_exit(srv.pid, timeout=30) == 0, srv.stderr()
+
+
+ATTACK = [["GET", "status"], ["GET", "restart"], ["POST", "restart"],
+          ["GET", "reload"], ["GET", "shutdown"], ["POST", "shutdown"]]  # fmt: skip
+
+
+def fetch_js(calls):
+    """A script that fetch()es the admin actions calls ([method, action])
+    one after the other, as an attack would (the restart first, then the
+    shutdown), and leaves [[method, action, status, body], ...] in
+    window.__results."""
+    return """
+window.__results = null;
+(async () => {
+  const out = [];
+  for (const [m, a] of %s) {
+    try {
+      const r = await fetch("%s/" + a, {method: m});
+      out.push([m, a, r.status, await r.text()]);
+    } catch (e) {
+      out.push([m, a, 0, String(e)]);
+    }
+  }
+  window.__results = out;
+})();
+true
+""" % (json.dumps(calls), ADMIN)
+
+
+def test_browser_dns_rebinding_refused(grace_servers, browser):
+    """DNS rebinding in a real browser: evil.example resolves to 127.0.0.1,
+    so http://evil.example:PORT/ *is* this server to Chromium, and a page
+    there is same-origin with the admin (Sec-Fetch-Site: same-origin, a
+    matching Origin, a loopback client). Only the Host header,
+    evil.example:PORT, tells: the admin page and every action answer 403,
+    nothing restarts, and the log says why."""
+    srv = grace_servers.start("basic", "--port", "0")
+    evil = f"http://{REBOUND_NAME}:{srv.port}"
+    tab = browser.new_tab()
+    # The admin page, opened on the rebound name.
+    browser.navigate(tab, evil + ADMIN)
+    text = browser.wait_for(tab, "location.pathname.endsWith('/admin') && document.body.innerText")
+    assert f"Host '{REBOUND_NAME}:{srv.port}' {REBIND}" in text, text
+    assert browser.evaluate(tab, "location.origin") == evil
+    # A script on a page of that origin, as the attacker's page is once its
+    # name points here. (Not on the admin page: a page the admin serves
+    # forbids fetch() by its Content-Security-Policy.)
+    browser.navigate(tab, evil + "/")
+    browser.wait_for(tab, "location.pathname === '/' && document.body !== null")
+    browser.evaluate(tab, fetch_js(ATTACK))
+    results = browser.wait_for(tab, "window.__results", timeout=90)
+    assert [r[:2] for r in results] == ATTACK, results
+    for m, a, status, body in results:
+        assert status == 403 and REBIND in body, (m, a, status, body, srv.stderr())
+    for action in ("status", "restart", "reload", "shutdown"):
+        srv.wait_for_line(
+            rf"admin: refused (GET|POST) {ADMIN}/{action} from {HOST}: "
+            rf"Host '{re.escape(REBOUND_NAME)}:{srv.port}' does not name this server"
+        )
+    srv.wait_for_line(rf"admin: refused POST {ADMIN}/shutdown from {HOST}: Host")
+    assert srv.serving_pid() == srv.pid
+    assert_same_process(srv)
+
+    # Control: the same script on the server's own address gets through
+    # (status only: the rest would restart and stop the server), so the
+    # 403s above came from the name alone.
+    browser.navigate(tab, f"http://{HOST}:{srv.port}/")
+    browser.wait_for(tab, f"location.host === '{HOST}:{srv.port}' && document.body !== null")
+    browser.evaluate(tab, fetch_js([["GET", "status"]]))
+    [[_, _, status, body]] = browser.wait_for(tab, "window.__results")
+    assert status == 200 and json.loads(body)["pid"] == srv.pid, (status, body)
