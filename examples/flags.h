@@ -201,6 +201,23 @@ static inline bool ex_parse_networks(const char *s, ex_flags_t *f)
     return f->n_admin_trusted > 0;
 }
 
+/* True for every shared flag that takes a value (the one list: an example
+ * with flags of its own, like https, uses it to skip over ours). */
+static inline bool ex_flag_takes_value(const char *name)
+{
+    static const char *const names[] = {
+        "--host", "--port", "--ports", "--max-body", "--max-header-bytes", "--read-timeout-ms",
+        "--idle-timeout-ms", "--max-connections", "--tls-handshake-timeout-ms", "--sleep-ms",
+        "--graceful-timeout-ms", "--shutdown-timeout-ms", "--max-draining", "--drain-idle-ms",
+        "--probation-ms", "--admin-token", "--admin-trusted", "--admin-allow-dir",
+        "--admin-allow-host",
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(name, names[i]) == 0)
+            return true;
+    return false;
+}
+
 static inline _Noreturn void ex_bad_flag(const ex_flags_t *f, const char *arg)
 {
     fprintf(stderr, "%s: unknown flag '%s' (see --help)\n", f->prog, arg);
@@ -264,18 +281,11 @@ static inline void ex_parse_flags(int argc, char **argv, ex_flags_t *f, const ch
             ex_bad_flag(f, arg);
 
         /* Every other flag takes a value. */
-        bool known = strcmp(name, "--host") == 0 || strcmp(name, port_flag) == 0 ||
-                     strcmp(name, "--max-body") == 0 || strcmp(name, "--max-header-bytes") == 0 ||
-                     strcmp(name, "--read-timeout-ms") == 0 ||
-                     strcmp(name, "--idle-timeout-ms") == 0 ||
-                     strcmp(name, "--max-connections") == 0 ||
-                     strcmp(name, "--tls-handshake-timeout-ms") == 0 ||
-                     strcmp(name, "--graceful-timeout-ms") == 0 ||
-                     strcmp(name, "--shutdown-timeout-ms") == 0 ||
-                     strcmp(name, "--max-draining") == 0 || strcmp(name, "--drain-idle-ms") == 0 ||
-                     strcmp(name, "--probation-ms") == 0 ||
-                     admin_flag ||
-                     ((accept & EX_FLAG_SLEEP) && strcmp(name, "--sleep-ms") == 0);
+        bool known = strcmp(name, port_flag) == 0 || admin_flag ||
+                     ((accept & EX_FLAG_SLEEP) && strcmp(name, "--sleep-ms") == 0) ||
+                     (ex_flag_takes_value(name) && strncmp(name, "--admin-", 8) != 0 &&
+                      strcmp(name, "--sleep-ms") != 0 && strcmp(name, "--port") != 0 &&
+                      strcmp(name, "--ports") != 0);
         if (!known)
             ex_bad_flag(f, arg);
         if (val == NULL) {

@@ -68,31 +68,6 @@ typedef struct {
     int http_port; /* -1: none */
 } https_flags_t;
 
-/* Shared flags of flags.h that take a value (in "--flag VALUE" form, the
- * VALUE must be passed through untouched). */
-static bool shared_takes_value(const char *arg)
-{
-    static const char *const names[] = {
-        "--host",
-        "--port",
-        "--ports",
-        "--max-body",
-        "--max-header-bytes",
-        "--read-timeout-ms",
-        "--idle-timeout-ms",
-        "--sleep-ms",
-        "--graceful-timeout-ms",
-        "--shutdown-timeout-ms",
-        "--admin-token",
-        "--admin-trusted",
-        "--admin-allow-dir",
-    };
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (strcmp(arg, names[i]) == 0)
-            return true;
-    return false;
-}
-
 /* If arg is "--NAME=VALUE" or "--NAME" (value in argv[*i + 1]), store the
  * value in *out and return true. */
 static bool take_flag(int argc, char **argv, int *i, const char *name, const char **out)
@@ -138,7 +113,7 @@ static void take_https_flags(int *argc, char **argv, https_flags_t *h)
             continue;
         }
         argv[out++] = argv[i];
-        if (shared_takes_value(argv[i]) && i + 1 < *argc)
+        if (ex_flag_takes_value(argv[i]) && i + 1 < *argc)
             argv[out++] = argv[++i];
     }
     argv[out] = NULL;
