@@ -373,7 +373,9 @@ typedef struct {
  * executable (as found on disk now, so a binary replaced in place is picked
  * up); otherwise that file (SPEC G4). It must be an executable regular file:
  * GRACE_EBADEXE if not.
- * Graceful: blocks until the new process is ready (returns its PID, > 0) or
+ * Graceful: blocks until the new process is ready and this one has stopped
+ * accepting, so that every new connection reaches the new process (returns
+ * its PID, > 0), or
  * the restart failed and was rolled back (GRACE_ECHILDEXIT, GRACE_ENOTREADY,
  * GRACE_EBADEXE, -errno). It is refused, and nothing changes, when another
  * restart is under way (GRACE_ERESTARTING), when this process has already

@@ -353,6 +353,9 @@ bool grace__is_draining(void);
 void grace__force_stop(const char *why);           /* the drain is over: stop waiting */
 void grace__wait_stopped(void);                    /* until every server stopped */
 void grace__lifecycle_hold(bool on);               /* grace_wait() must not return */
+/* Wait until every draining server's listeners have left every loop (no
+ * new connection is accepted here any more); false after timeout_ms. */
+bool grace__lifecycle_wait_released(int64_t timeout_ms);
 /* A restart's probation: until (monotonic ms) the listeners of draining
  * servers stay open; 0 ends it and closes them. */
 void grace__lifecycle_probation(int64_t until_ms);

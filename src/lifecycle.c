@@ -21,6 +21,7 @@
 
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { MAX_SERVERS = 256 };
@@ -81,6 +82,9 @@ static bool in_probation(void)
  * a probation keeps them -- and see whether s has stopped. */
 static void listeners_released(grace_server_t *s)
 {
+    pthread_mutex_lock(&lc.mu);
+    pthread_cond_broadcast(&lc.cond); /* grace__lifecycle_wait_released */
+    pthread_mutex_unlock(&lc.mu);
     if (in_probation())
         return; /* grace__lifecycle_probation(0) comes back */
     pthread_mutex_lock(&lc.mu); /* against grace__lifecycle_undrain */
@@ -254,6 +258,33 @@ int grace__lifecycle_undrain(void)
 }
 
 /* ---- Waiting -------------------------------------------------------------------- */
+
+bool grace__lifecycle_wait_released(int64_t timeout_ms)
+{
+    int64_t deadline = grace__now_ms() + timeout_ms;
+    pthread_mutex_lock(&lc.mu);
+    for (;;) {
+        bool all = true;
+        for (int i = 0; i < lc.n_started; i++) {
+            int st = atomic_load(&lc.started[i]->state);
+            all &= st != GRACE__SRV_DRAINING || atomic_load(&lc.started[i]->all_released);
+        }
+        int64_t left = deadline - grace__now_ms();
+        if (all || left <= 0) {
+            pthread_mutex_unlock(&lc.mu);
+            return all;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts); /* (the condition variable's clock) */
+        ts.tv_sec += left / 1000;
+        ts.tv_nsec += (left % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&lc.cond, &lc.mu, &ts);
+    }
+}
 
 void grace__lifecycle_hold(bool on)
 {

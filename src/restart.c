@@ -499,10 +499,13 @@ static int graceful_restart(const char *exe, grace_restart_outcome_t *out)
         out->pid = r;
         grace__probation_start(pid, chan[0], pending, rs.opt.probation_ms);
         chan[0] = -1; /* the probation owns it now */
-        grace_log("new process %d is serving; this process finishes its requests and exits",
-                  (int)pid);
         grace__drain_begin();
         grace__drain_all();
+        /* Once this returns, new connections reach the new process only:
+         * the loops let go of the listeners within a tick or so. */
+        grace__lifecycle_wait_released(1000);
+        grace_log("new process %d is serving; this process finishes its requests and exits",
+                  (int)pid);
         /* Our own parent may still be on probation watch: it need not
          * take the sockets back if we exit now. */
         grace__parent_handed_over();
