@@ -52,7 +52,8 @@ GRACE_API const char *grace_version_string(void);
 
 /* ---- Errors -------------------------------------------------------------
  * System errors are -errno; grace's own errors live at -1000 and below. */
-#define GRACE_ERRNO_MAP(XX)                                                                        \
+/* System errors: exactly -errno (checked at build time in log.c). */
+#define GRACE_ERRNO_SYS_MAP(XX)                                                                    \
     XX(EINVAL, -22, "invalid argument")                                                            \
     XX(ENOMEM, -12, "out of memory")                                                               \
     XX(EEXIST, -17, "already exists")                                                              \
@@ -60,7 +61,10 @@ GRACE_API const char *grace_version_string(void);
     XX(EACCES, -13, "permission denied")                                                           \
     XX(EADDRINUSE, -98, "address already in use")                                                  \
     XX(EADDRNOTAVAIL, -99, "cannot assign requested address")                                      \
-    XX(EAGAIN, -11, "resource temporarily unavailable")                                            \
+    XX(EAGAIN, -11, "resource temporarily unavailable")
+
+/* grace's own conditions: -1000 and below. */
+#define GRACE_ERRNO_OWN_MAP(XX)                                                                    \
     XX(ESTATE, -1000, "operation not allowed in the server's current state")                       \
     XX(EBADADDR, -1001, "bad listen address")                                                      \
     XX(EBADPATTERN, -1002, "bad route pattern")                                                    \
@@ -73,6 +77,8 @@ GRACE_API const char *grace_version_string(void);
     XX(ERESTARTING, -1009, "a restart is already in progress")                                     \
     XX(EHANDEDOVER, -1010, "this process has handed over to a newer one and is draining")          \
     XX(EMAXDRAINING, -1011, "too many old processes still draining (max_draining)")
+
+#define GRACE_ERRNO_MAP(XX) GRACE_ERRNO_SYS_MAP(XX) GRACE_ERRNO_OWN_MAP(XX)
 
 typedef enum {
 #define GRACE_XX_(name, val, text) GRACE_##name = (val),

@@ -80,10 +80,7 @@ static bool token_equal(const admin_t *a, grace_str_t got)
  * at most cap - 1 bytes. */
 static void printable(char *out, size_t cap, grace_str_t s)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < s.len && n + 1 < cap; i++)
-        out[n++] = (s.ptr[i] >= 0x20 && s.ptr[i] < 0x7f) ? s.ptr[i] : '?';
-    out[n] = '\0';
+    grace__printable(out, cap, s.ptr ? s.ptr : "", s.len, '?');
 }
 
 static bool wants_json(const grace_request_t *req)
@@ -517,8 +514,7 @@ static bool exe_allowed(const admin_t *a, grace_str_t v, char out[PATH_MAX], cha
         snprintf(why, why_cap, "not in the executable's directory or an allowed directory");
         return false;
     }
-    struct stat st;
-    if (stat(out, &st) != 0 || !S_ISREG(st.st_mode) || access(out, X_OK) != 0) {
+    if (!grace__is_executable_file(out)) {
         snprintf(why, why_cap, "not an executable file");
         return false;
     }

@@ -166,14 +166,14 @@ static bool is_listening_stream(int fd)
 __attribute__((constructor)) static void inherit_init(void)
 {
     grace__inherited_t all[MAX_INHERITED];
-    int n = grace__listen_fds_parse(getenv("GRACE_LISTEN_FDS"), all, MAX_INHERITED);
+    int n = grace__listen_fds_parse(getenv(GRACE__ENV_LISTEN_FDS), all, MAX_INHERITED);
     for (int i = 0; i < n; i++) {
         if (!is_listening_stream(all[i].fd))
             continue;
         fcntl(all[i].fd, F_SETFD, FD_CLOEXEC); /* only the next restart passes it on */
         in.inh[in.n++] = all[i];
     }
-    const char *ready = getenv("GRACE_READY_FD");
+    const char *ready = getenv(GRACE__ENV_READY_FD);
     if (ready) {
         int fd = atoi(ready);
         if (fd > 2 && fcntl(fd, F_GETFD) >= 0) {
@@ -181,10 +181,10 @@ __attribute__((constructor)) static void inherit_init(void)
             in.parent_fd = fd;
         }
     }
-    in.n_drainers = grace__drainers_parse(getenv("GRACE_DRAINING"), in.drainers, MAX_DRAINERS);
-    unsetenv("GRACE_LISTEN_FDS");
-    unsetenv("GRACE_READY_FD");
-    unsetenv("GRACE_DRAINING");
+    in.n_drainers = grace__drainers_parse(getenv(GRACE__ENV_DRAINING), in.drainers, MAX_DRAINERS);
+    unsetenv(GRACE__ENV_LISTEN_FDS);
+    unsetenv(GRACE__ENV_READY_FD);
+    unsetenv(GRACE__ENV_DRAINING);
 }
 
 int grace__inherit_take(const char *server, const char *spec)

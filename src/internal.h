@@ -160,6 +160,11 @@ int grace__router_match(const grace__router_t *r, grace_str_t method, grace_str_
 /* ---- Inherited-socket protocol (inherit.c) ---------------------------------
  * GRACE_LISTEN_FDS and GRACE_DRAINING between an old and a new process;
  * inherit.c explains the formats. The parsers are pure (fuzzed). */
+/* The variables, named once. */
+#define GRACE__ENV_LISTEN_FDS "GRACE_LISTEN_FDS"
+#define GRACE__ENV_READY_FD "GRACE_READY_FD"
+#define GRACE__ENV_DRAINING "GRACE_DRAINING"
+
 typedef struct {
     int fd;
     char spec[80]; /* the listen address as configured: ":8199" */
@@ -198,6 +203,10 @@ int grace__older_drainers(grace__drainer_t *out, int cap);
 /* Format "YYYY-MM-DD HH:MM:SS.mmm PID: " + message + "\n" into out (at most
  * cap bytes, always NUL terminated); returns the length. */
 size_t grace__log_format(char *out, size_t cap, const char *fmt, va_list ap);
+/* Copy len bytes of data into out (cap bytes, NUL-terminated), each byte
+ * that is not printable ASCII (or is a '"') replaced by repl: a client's
+ * bytes made safe for a log line. Returns the length written. */
+size_t grace__printable(char *out, size_t cap, const char *data, size_t len, char repl);
 /* Log a client's protocol error once: message plus a short, printable sample
  * of the offending input. status 0: not answered, the connection closes. */
 void grace__log_bad_input(const char *client_ip, int status, const char *why, const char *data,
@@ -375,6 +384,7 @@ int grace__signals_start(void);
 
 /* sys.c */
 int grace__thread_detached(void *(*fn)(void *), void *arg); /* 0 or -errno */
+bool grace__is_executable_file(const char *path); /* a regular file we may execute */
 int64_t grace__wall_ms(void); /* CLOCK_REALTIME milliseconds */
 
 /* tls.c: context (error text in why), connections, non-blocking I/O that

@@ -9,6 +9,7 @@
  */
 #include "internal.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -27,6 +28,15 @@ const char *grace_version_string(void)
     return GRACE_STR_(GRACE_VERSION_MAJOR) "." GRACE_STR_(GRACE_VERSION_MINOR) "." GRACE_STR_(
         GRACE_VERSION_PATCH);
 }
+
+/* Every system entry is exactly -errno; grace's own sit at -1000 and below,
+ * clear of every errno. */
+#define GRACE_CHECK_SYS_(name, val, text) static_assert((val) == -name, "GRACE_" #name " != -" #name);
+GRACE_ERRNO_SYS_MAP(GRACE_CHECK_SYS_)
+#undef GRACE_CHECK_SYS_
+#define GRACE_CHECK_OWN_(name, val, text) static_assert((val) <= -1000, "GRACE_" #name " not in grace's range");
+GRACE_ERRNO_OWN_MAP(GRACE_CHECK_OWN_)
+#undef GRACE_CHECK_OWN_
 
 const char *grace_strerror(int err)
 {
@@ -120,16 +130,22 @@ void grace_log(const char *fmt, ...)
     }
 }
 
+size_t grace__printable(char *out, size_t cap, const char *data, size_t len, char repl)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len && n + 1 < cap; i++) {
+        unsigned char ch = (unsigned char)data[i];
+        out[n++] = (ch >= 0x20 && ch < 0x7f && ch != '"') ? (char)ch : repl;
+    }
+    out[n] = '\0';
+    return n;
+}
+
 void grace__log_bad_input(const char *client_ip, int status, const char *why, const char *data,
                           size_t len)
 {
     char sample[65];
-    size_t n = len < 64 ? len : 64;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)data[i];
-        sample[i] = (ch >= 0x20 && ch < 0x7f && ch != '"') ? (char)ch : '.';
-    }
-    sample[n] = '\0';
+    size_t n = grace__printable(sample, sizeof sample, data, len, '.');
     if (status == 0) /* nothing can be answered: the connection just closes */
         grace_log("bad request from %s: %s, closed, input \"%s\"%s", client_ip, why, sample,
                   len > n ? "..." : "");

@@ -157,12 +157,6 @@ const char *grace_executable_path(void)
 
 /* ---- Spawning the new process ------------------------------------------------- */
 
-static bool is_executable_file(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
-}
-
 /* Start time of a live pid (field 22 of /proc/PID/stat), to tell it from a
  * reused PID; 0 if it is gone or a zombie (exited, not yet reaped: it drains
  * nothing). */
@@ -264,6 +258,13 @@ static void add_listener_fd(grace_server_t *s, void *user)
             grace__listen_fds_format(b, s->listeners[i].fd, s->listeners[i].spec, s->name);
 }
 
+/* entry is "NAME=..." */
+static bool is_env(const char *entry, const char *name)
+{
+    size_t n = strlen(name);
+    return strncmp(entry, name, n) == 0 && entry[n] == '=';
+}
+
 /* Build the child's environment: ours without grace's variables, plus extra.
  * Returns a NULL-terminated array (free with free_env). */
 static char **build_env(const char *const *extra, size_t n_extra)
@@ -276,9 +277,8 @@ static char **build_env(const char *const *extra, size_t n_extra)
         return NULL;
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        if (strncmp(environ[i], "GRACE_LISTEN_FDS=", 17) == 0 ||
-            strncmp(environ[i], "GRACE_READY_FD=", 15) == 0 ||
-            strncmp(environ[i], "GRACE_DRAINING=", 15) == 0)
+        if (is_env(environ[i], GRACE__ENV_LISTEN_FDS) || is_env(environ[i], GRACE__ENV_READY_FD) ||
+            is_env(environ[i], GRACE__ENV_DRAINING))
             continue;
         env[k++] = strdup(environ[i]);
     }
@@ -408,9 +408,9 @@ static int wait_ready(pid_t pid, int ready_r, char pending[64], char *why, size_
 static char **child_env(const grace__buf_t *fds, int ready_w, const grace__buf_t *draining)
 {
     grace__buf_t v[3] = {{0}, {0}, {0}};
-    grace__buf_appendf(&v[0], "GRACE_LISTEN_FDS=%.*s", (int)fds->len, fds->ptr);
-    grace__buf_appendf(&v[1], "GRACE_READY_FD=%d", ready_w);
-    grace__buf_appendf(&v[2], "GRACE_DRAINING=%.*s", (int)draining->len, draining->ptr);
+    grace__buf_appendf(&v[0], GRACE__ENV_LISTEN_FDS "=%.*s", (int)fds->len, fds->ptr);
+    grace__buf_appendf(&v[1], GRACE__ENV_READY_FD "=%d", ready_w);
+    grace__buf_appendf(&v[2], GRACE__ENV_DRAINING "=%.*s", (int)draining->len, draining->ptr);
     for (int i = 0; i < 3; i++)
         grace__buf_append(&v[i], "", 1); /* appendf does not terminate */
     char **env = NULL;
@@ -439,7 +439,7 @@ static int may_restart(const char *exe, drainer_t *live, int *n_live, grace_rest
         snprintf(out->why, sizeof out->why, "the servers are shutting down");
         return GRACE_ESTATE;
     }
-    if (!is_executable_file(exe)) {
+    if (!grace__is_executable_file(exe)) {
         snprintf(out->why, sizeof out->why, "%s is not an executable file", exe);
         return GRACE_EBADEXE;
     }
@@ -551,7 +551,7 @@ static int full_restart(const char *exe, grace_restart_outcome_t *out)
 {
     int r = 0;
     pthread_mutex_lock(&rs.mu);
-    if (!is_executable_file(exe)) {
+    if (!grace__is_executable_file(exe)) {
         r = GRACE_EBADEXE;
         snprintf(out->why, sizeof out->why, "%s is not an executable file", exe);
     } else if (grace__handed_over()) {
