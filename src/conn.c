@@ -633,7 +633,12 @@ bool grace__conn_tick(grace__conn_t *c, int64_t now)
             grace_log("request from %s timed out after %lld ms", c->client_ip,
                       (long long)c->server->opt.read_timeout_ms);
             grace__response_error(&c->out, 408, c->server->server_header);
-            grace__conn_flush(c); /* best effort: the client is slow anyway */
+            if (grace__conn_flush(c) == 1) {
+                /* Sent: FIN, then discard what the client still sends for a
+                 * while, so no reset destroys the 408 before it is read. */
+                grace__conn_linger(c, now);
+                return true;
+            }
         }
         grace__conn_close(c);
         return false;

@@ -2,9 +2,9 @@
 requests sleeping in their handlers, /pid still answers at once."""
 
 import threading
-import time
 
 from conftest import RawConn, http, simple_get
+from restarts import wait_in_flight
 
 SLEEPERS = 50
 SLEEP_MS = 5000
@@ -41,10 +41,9 @@ def test_fifty_sleepers_do_not_block_pid(servers):
     with done_lock:
         assert not done, f"a sleeper ended before /pid was asked: {done[:3]}"
 
-    # Give the server a moment to take the 50 requests into their handlers
-    # (nothing a client can see tells when they are in); this is not an
-    # assertion, the checks below hold whatever the delay.
-    time.sleep(0.5)
+    # All 50 are inside their handlers (the admin status counts requests in
+    # flight), so /pid below competes with 50 blocked handlers.
+    wait_in_flight(srv, srv.pid, n=SLEEPERS, timeout=30)
 
     r = http("GET", srv.url("/pid"), timeout=5)
     with done_lock:

@@ -5,11 +5,11 @@ lets a request in flight finish with its full answer, then exits 0."""
 import os
 import signal
 import threading
-import time
 
 import pytest
 
 from conftest import RawConn, http, port_refuses, simple_get
+from restarts import wait_in_flight
 
 SLEEP_MS = 3000
 
@@ -64,14 +64,13 @@ def test_in_flight_request_finishes_after_sigterm(servers):
         t = threading.Thread(target=sleeper, daemon=True)
         t.start()
         assert sleeper_sent.wait(10)
-        # Let the server take /sleep into its handler; nothing a client sees
-        # tells when it is in. Not an assertion.
-        time.sleep(0.5)
+        wait_in_flight(srv, srv.pid)  # /sleep is inside its handler
         assert not sleeper_done.is_set(), result
 
         srv.send_signal(signal.SIGTERM)
 
-        # The idle connection is closed at once, not after the drain.
+        # The idle connection is closed once idle for drain_idle_ms (1 s), not
+        # after the drain.
         extra = idle.wait_closed(timeout=10)
         assert extra == b"", f"idle connection got {extra!r}"
         assert not sleeper_done.is_set(), "idle connection was closed only after the drain"
