@@ -132,6 +132,31 @@ ssize_t grace__url_decode(char *dst, const char *src, size_t len, bool plus_is_s
 int grace__query_find(grace_str_t query, const char *name, void *(*alloc)(void *ctx, size_t size),
                       void *ctx, grace_str_t *out);
 
+/* ---- Networks in CIDR notation (cidr.c) -------------------------------------
+ * The admin's trusted networks. Pure functions (inet_pton, no state), fuzzed.
+ * Addresses are 16 bytes in network order; an IPv4 one uses the first 4
+ * (the rest zero). */
+typedef struct {
+    int family;             /* AF_INET or AF_INET6 */
+    unsigned char addr[16]; /* the network's address, host bits cleared */
+    unsigned prefix;        /* bits: 0..32 (AF_INET) or 0..128 (AF_INET6) */
+} grace__cidr_t;
+
+/* Parse "10.0.0.0/8", "::1/128" or a bare address (a host route, /32 or
+ * /128). The prefix is one to three decimal digits, at most the family's
+ * bits. An IPv4-mapped IPv6 network of /96 or longer ("::ffff:10.0.0.0/104")
+ * becomes the IPv4 one ("10.0.0.0/8"), as grace__cidr_parse_ip reports mapped
+ * clients as IPv4. Host bits are cleared ("10.1.2.3/8" is 10.0.0.0/8).
+ * Returns 0, or GRACE_EINVAL with *out untouched. */
+int grace__cidr_parse(const char *s, grace__cidr_t *out);
+/* Parse a client's address ("10.1.2.3", "::1"; an IPv4-mapped IPv6 one,
+ * "::ffff:10.1.2.3", gives AF_INET and the IPv4 address) into *family and
+ * addr (16 bytes). false if s is not an address (nothing written). */
+bool grace__cidr_parse_ip(const char *s, int *family, unsigned char addr[16]);
+/* Is addr, of family (AF_INET: 4 bytes read, AF_INET6: 16), inside n? An
+ * address of the other family never is. */
+bool grace__cidr_contains(const grace__cidr_t *n, int family, const unsigned char *addr);
+
 /* ---- Router (router.c) --------------------------------------------------- */
 #define GRACE__MAX_PARAMS 16
 
@@ -164,6 +189,7 @@ int grace__router_match(const grace__router_t *r, grace_str_t method, grace_str_
 #define GRACE__ENV_LISTEN_FDS "GRACE_LISTEN_FDS"
 #define GRACE__ENV_READY_FD "GRACE_READY_FD"
 #define GRACE__ENV_DRAINING "GRACE_DRAINING"
+#define GRACE__ENV_MASTER "GRACE_MASTER" /* set by a master for its children */
 
 typedef struct {
     int fd;
@@ -371,6 +397,27 @@ void grace__lifecycle_probation(int64_t until_ms);
 /* Probation rollback: draining servers whose listeners are open run again
  * (their loops take the listeners back); the drain is off. Returns how many. */
 int grace__lifecycle_undrain(void);
+
+/* spawn.c: the program's facts, and starting a new process of it. */
+char *const *grace__argv(void); /* our argv as started (NULL-terminated), or NULL */
+typedef struct {
+    const char *exe;        /* the executable to start */
+    const char *extra_arg;  /* appended to our argv (a master's child flag), or NULL */
+    const char *const *env; /* NULL-terminated "NAME=value" to add (at most 8), or NULL */
+    int64_t ready_timeout_ms;
+} grace__spawn_t;
+/* Start a new process that inherits every listening socket of every running
+ * server and one end of a stream socket, and wait until it says ready.
+ * Returns its PID, with *chan our end of the socket (the caller owns it) and
+ * pending what the child sent after its ready line; or a negative error with
+ * why (the child, if any, killed and reaped): GRACE_ESTATE (no server runs),
+ * GRACE_ENOTREADY, GRACE_ECHILDEXIT, GRACE_ENOMEM, -errno. */
+pid_t grace__spawn_ready(const grace__spawn_t *sp, int *chan, char pending[64], char *why,
+                         size_t why_len);
+/* Our environment without grace's variables, plus extra; free with
+ * grace__env_free(). NULL when out of memory. */
+char **grace__env_build(const char *const *extra, size_t n_extra);
+void grace__env_free(char **env);
 
 /* probation.c: the old process watches the new one (pid, its channel fd
  * and what it already said) after a hand-over; see the file. */

@@ -1,35 +1,25 @@
 /*
- * restart.c -- graceful restart, full restart, drain limits, and the
- * inherited-socket protocol between an old and a new process.
+ * restart.c -- graceful restart, full restart, and the cap on draining
+ * generations (SPEC G1, G2, G4, G5, G8, B1, B2).
  *
- * Graceful restart, step by step (SPEC G1, G4, G5, B1, B2, B4):
- *  1. The old process builds, before fork, everything the child needs: argv
- *     (its own, from /proc/self/cmdline at start-up), the environment plus
- *     GRACE_LISTEN_FDS ("fd|spec|server name" lines, one per listening
- *     socket of every running server) and GRACE_READY_FD (the write end of a
- *     pipe). No TCP port and no file: the descriptors are the channel.
- *  2. fork(); the child clears FD_CLOEXEC on exactly those descriptors and
- *     execs the executable (the same path, or new_exe_path). Between fork and
- *     exec only async-signal-safe calls run.
- *  3. The new process's servers take inherited sockets by (server name,
- *     address) and bind only what they did not inherit; when the program
- *     calls grace_wait() (or grace_ready()) it closes inherited sockets no
- *     server took and writes "ready PID" on the pipe.
- *  4. The old process, on "ready", drains: it keeps accepting until each of
- *     its loops has dropped the listeners (an EPOLLEXCLUSIVE wakeup it took
- *     must not strand a queued connection), answers requests in flight and
- *     the next request of every keep-alive connection with "Connection:
- *     close", closes connections idle for drain_idle_ms (conn.c), and exits
- *     when grace_wait() returns -- or when graceful_shutdown_timeout_ms
- *     passes, cutting what is left. It reaps the new process if that one
- *     exits first (SIGCHLD, see reap_children): no zombie, ever.
- *  5. If the child exits, or is not ready within graceful_timeout_ms (then
- *     it is killed and reaped), the old process keeps serving (rollback).
- * Draining generations are counted, live ones only, through GRACE_DRAINING
- * (each process passes the list on to its successor): a restart that would
- * make more than max_draining drain at once is refused, never done by
- * cutting an older process's requests short.
- * Full restart (G2) drains every server, then execs the program in place.
+ * Graceful restart, step by step (docs/architecture.md has it file by file):
+ *  1. may_restart: refused, nothing changed, when another restart runs, this
+ *     process has already handed over, the servers shut down, the
+ *     executable is not one, or max_draining old processes still drain.
+ *  2. spawn.c starts the new process with every listening socket and a
+ *     socket to say "ready" on; the live older drainers go along
+ *     (GRACE_DRAINING), so the count survives generations.
+ *  3. On "ready": probation.c watches the new process; lifecycle.c drains
+ *     this one (the loops let go of the listeners -- grace_restart returns
+ *     once they have, so every new connection reaches the new process --
+ *     requests in flight and the next request of each keep-alive
+ *     connection are answered with "Connection: close", idle connections
+ *     closed); grace_wait() returns when it is done, or at
+ *     graceful_shutdown_timeout_ms.
+ *  4. Not ready, or gone: spawn.c has killed and reaped it; this process
+ *     keeps serving and says why (rollback).
+ * Full restart drains every server, then execs the program in place (same
+ * PID), which binds its ports again.
  */
 #include "internal.h"
 
@@ -50,15 +40,12 @@ extern char **environ;
 
 typedef grace__drainer_t drainer_t;
 
-enum { MAX_LISTENERS_PASSED = 256, MAX_DRAINERS = 64, MAX_CHILDREN = 64 };
+enum { MAX_DRAINERS = 64 };
 
 /* Process facts and restart state: a deliberate singleton. */
 static struct {
     pthread_mutex_t mu; /* one restart at a time; guards the fields below */
     grace_restart_options_t opt;
-    int64_t start_ms;
-    char exe[4096];
-    char **argv; /* NULL-terminated copy of our argv */
 
     atomic_bool full_pending;              /* a full restart waits for the drain */
 } rs = {
@@ -70,42 +57,8 @@ static void on_restart_signal(int sig);
 
 /* ---- Start-up: facts --------------------------------------------------------- */
 
-static void read_argv(void)
-{
-    int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    grace__buf_t b = {0};
-    char chunk[4096];
-    ssize_t n;
-    while ((n = read(fd, chunk, sizeof chunk)) > 0)
-        grace__buf_append(&b, chunk, (size_t)n);
-    close(fd);
-    size_t argc = 0;
-    for (size_t i = 0; i < b.len; i++)
-        argc += b.ptr[i] == '\0';
-    rs.argv = calloc(argc + 1, sizeof *rs.argv);
-    if (rs.argv == NULL) {
-        grace__buf_free(&b);
-        return;
-    }
-    size_t k = 0;
-    for (size_t i = 0; i < b.len && k < argc; k++) {
-        rs.argv[k] = strdup(b.ptr + i);
-        i += strlen(b.ptr + i) + 1;
-    }
-    grace__buf_free(&b);
-}
-
-/* Runs when the program loads, before main(): the executable path must be
- * read before a deploy replaces the file, and the grace variables must leave
- * the environment before the program can start children of its own. */
 __attribute__((constructor)) static void restart_init(void)
 {
-    rs.start_ms = grace__now_ms();
-    ssize_t n = readlink("/proc/self/exe", rs.exe, sizeof rs.exe - 1);
-    rs.exe[n > 0 ? n : 0] = '\0';
-    read_argv();
     /* What the signals mean for a restart; installed when the first
      * server starts. */
     grace__signal_on(SIGUSR1, on_restart_signal);
@@ -143,16 +96,6 @@ void grace_get_restart_options(grace_restart_options_t *out)
     pthread_mutex_lock(&rs.mu);
     *out = rs.opt;
     pthread_mutex_unlock(&rs.mu);
-}
-
-int64_t grace_uptime_ms(void)
-{
-    return grace__now_ms() - rs.start_ms;
-}
-
-const char *grace_executable_path(void)
-{
-    return rs.exe;
 }
 
 /* ---- Spawning the new process ------------------------------------------------- */
@@ -245,184 +188,6 @@ static int format_drainers(grace__buf_t *b, const drainer_t *live, int n_live)
     return r < 0 ? r : grace__drainers_format(b, &self, 1);
 }
 
-/* GRACE_LISTEN_FDS: every listening socket of every running server. A
- * server whose name cannot be carried is not passed on (its addresses are
- * bound afresh by the new process, or fail there, loudly). */
-static void add_listener_fd(grace_server_t *s, void *user)
-{
-    grace__buf_t *b = user;
-    if (atomic_load(&s->state) != GRACE__SRV_RUNNING)
-        return;
-    for (size_t i = 0; i < s->n_listeners; i++)
-        if (s->listeners[i].fd >= 0)
-            grace__listen_fds_format(b, s->listeners[i].fd, s->listeners[i].spec, s->name);
-}
-
-/* entry is "NAME=..." */
-static bool is_env(const char *entry, const char *name)
-{
-    size_t n = strlen(name);
-    return strncmp(entry, name, n) == 0 && entry[n] == '=';
-}
-
-/* Build the child's environment: ours without grace's variables, plus extra.
- * Returns a NULL-terminated array (free with free_env). */
-static char **build_env(const char *const *extra, size_t n_extra)
-{
-    size_t n = 0;
-    while (environ[n])
-        n++;
-    char **env = calloc(n + n_extra + 1, sizeof *env);
-    if (env == NULL)
-        return NULL;
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (is_env(environ[i], GRACE__ENV_LISTEN_FDS) || is_env(environ[i], GRACE__ENV_READY_FD) ||
-            is_env(environ[i], GRACE__ENV_DRAINING))
-            continue;
-        env[k++] = strdup(environ[i]);
-    }
-    for (size_t i = 0; i < n_extra; i++)
-        env[k++] = strdup(extra[i]);
-    return env;
-}
-
-static void free_env(char **env)
-{
-    for (size_t i = 0; env && env[i]; i++)
-        free(env[i]);
-    free(env);
-}
-
-/* fork + exec the new process with the listening sockets and the ready pipe.
- * Returns the child's PID or a negative error. */
-static pid_t spawn(const char *exe, const grace__buf_t *fds, int ready_w, char **env)
-{
-    /* Everything the child needs is computed before fork. */
-    int keep[MAX_LISTENERS_PASSED + 1], n_keep = 0;
-    for (const char *p = fds->ptr, *end = fds->ptr + fds->len;
-         p < end && n_keep < MAX_LISTENERS_PASSED;) {
-        keep[n_keep++] = atoi(p);
-        const char *eol = memchr(p, '\n', (size_t)(end - p));
-        p = eol ? eol + 1 : end;
-    }
-    keep[n_keep++] = ready_w;
-    char *const *argv = rs.argv;
-    char *fallback[2] = {(char *)exe, NULL};
-    if (argv == NULL || argv[0] == NULL)
-        argv = fallback;
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old); /* no handler runs in the child */
-    pid_t pid = fork();
-    if (pid == 0) {
-        for (int i = 0; i < n_keep; i++)
-            fcntl(keep[i], F_SETFD, 0);
-        struct sigaction dfl;
-        memset(&dfl, 0, sizeof dfl);
-        dfl.sa_handler = SIG_DFL;
-        for (int sig = 1; sig < NSIG; sig++)
-            sigaction(sig, &dfl, NULL); /* fails harmlessly for KILL/STOP */
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        execve(exe, argv, env);
-        _exit(127);
-    }
-    int err = errno;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return pid < 0 ? -err : pid;
-}
-
-/* Reap a child that closed its ready pipe (or sent garbage) and say why it
- * will never be ready. */
-static void reap_failed(pid_t pid, char *why, size_t why_len)
-{
-    int status = 0;
-    pid_t w;
-    int64_t reap_deadline = grace__now_ms() + 2000;
-    while ((w = waitpid(pid, &status, WNOHANG)) == 0 && grace__now_ms() < reap_deadline) {
-        struct timespec ts = {0, 10 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    if (w == 0) { /* alive but closed the pipe: it will never be ready */
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-        snprintf(why, why_len, "new process %d closed its ready pipe and was killed", (int)pid);
-    } else if (w > 0 && WIFEXITED(status)) {
-        snprintf(why, why_len, "new process %d exited with status %d before it was ready",
-                 (int)pid, WEXITSTATUS(status));
-    } else if (w > 0 && WIFSIGNALED(status)) {
-        snprintf(why, why_len, "new process %d was killed by signal %d (%s) before it was ready",
-                 (int)pid, WTERMSIG(status), strsignal(WTERMSIG(status)));
-    } else {
-        snprintf(why, why_len, "new process %d closed its ready pipe", (int)pid);
-    }
-}
-
-/* Wait for "ready" from the child. Returns its PID, or an error after
- * killing and reaping it. What came after the ready line goes to pending
- * (64 bytes), for the probation. */
-static int wait_ready(pid_t pid, int ready_r, char pending[64], char *why, size_t why_len)
-{
-    int64_t deadline = grace__now_ms() + rs.opt.graceful_timeout_ms;
-    char buf[64];
-    size_t len = 0;
-    for (;;) {
-        int64_t left = deadline - grace__now_ms();
-        if (left <= 0) {
-            kill(pid, SIGKILL);
-            waitpid(pid, NULL, 0);
-            snprintf(why, why_len, "new process %d was not ready within %lld ms and was killed",
-                     (int)pid, (long long)rs.opt.graceful_timeout_ms);
-            return GRACE_ENOTREADY;
-        }
-        struct pollfd pfd = {ready_r, POLLIN, 0};
-        int r = poll(&pfd, 1, left > 1000 ? 1000 : (int)left);
-        if (r < 0 && errno != EINTR)
-            return -errno;
-        if (r <= 0)
-            continue;
-        ssize_t n = read(ready_r, buf + len, sizeof buf - 1 - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n > 0) {
-            len += (size_t)n;
-            buf[len] = '\0';
-            char *eol = strchr(buf, '\n');
-            if (strncmp(buf, "ready ", 6) == 0 && eol) {
-                snprintf(pending, 64, "%s", eol + 1);
-                return pid;
-            }
-            if (len < sizeof buf - 1)
-                continue;
-        }
-        /* EOF (or garbage): the child exited or closed the pipe. */
-        reap_failed(pid, why, why_len);
-        return GRACE_ECHILDEXIT;
-    }
-}
-
-/* The child's environment: ours, plus the listening sockets, the ready pipe
- * and the draining generations. NULL when out of memory. */
-static char **child_env(const grace__buf_t *fds, int ready_w, const grace__buf_t *draining)
-{
-    grace__buf_t v[3] = {{0}, {0}, {0}};
-    grace__buf_appendf(&v[0], GRACE__ENV_LISTEN_FDS "=%.*s", (int)fds->len, fds->ptr);
-    grace__buf_appendf(&v[1], GRACE__ENV_READY_FD "=%d", ready_w);
-    grace__buf_appendf(&v[2], GRACE__ENV_DRAINING "=%.*s", (int)draining->len, draining->ptr);
-    for (int i = 0; i < 3; i++)
-        grace__buf_append(&v[i], "", 1); /* appendf does not terminate */
-    char **env = NULL;
-    if (v[0].ptr && v[1].ptr && v[2].ptr) {
-        const char *extra[3] = {v[0].ptr, v[1].ptr, v[2].ptr};
-        env = build_env(extra, 3);
-    }
-    for (int i = 0; i < 3; i++)
-        grace__buf_free(&v[i]);
-    return env;
-}
-
 /* Checks before a graceful restart; fills out and returns an error if it
  * must not happen now. Called with rs.mu held. */
 static int may_restart(const char *exe, drainer_t *live, int *n_live, grace_restart_outcome_t *out)
@@ -457,48 +222,31 @@ static int graceful_restart(const char *exe, grace_restart_outcome_t *out)
         grace_log("restart refused: %s", out->why);
         return GRACE_ERESTARTING;
     }
-    grace__buf_t fds = {0};
-    char **env = NULL;
-    int chan[2] = {-1, -1}; /* the ready channel: [0] ours, [1] the child's */
     drainer_t live[MAX_DRAINERS];
     int n_live = 0;
     int r = may_restart(exe, live, &n_live, out);
     if (r < 0)
         goto out;
-    grace_servers_foreach(add_listener_fd, &fds);
-    if (fds.len == 0) {
-        r = GRACE_ESTATE;
-        snprintf(out->why, sizeof out->why, "no server is running");
-        goto out;
-    }
     grace_log("server reloading");
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, chan) < 0) {
-        r = -errno;
-        snprintf(out->why, sizeof out->why, "socketpair: %s", grace_strerror(r));
-        goto out;
-    }
     grace__buf_t draining = {0};
-    if (format_drainers(&draining, live, n_live) == 0)
-        env = child_env(&fds, chan[1], &draining);
-    grace__buf_free(&draining);
-    if (env == NULL) {
+    r = format_drainers(&draining, live, n_live);
+    if (r < 0 || grace__buf_append(&draining, "", 1) < 0) {
+        grace__buf_free(&draining);
         r = GRACE_ENOMEM;
         goto out;
     }
-    pid_t pid = spawn(exe, &fds, chan[1], env);
-    close(chan[1]);
-    chan[1] = -1;
-    if (pid < 0) {
-        r = pid;
-        snprintf(out->why, sizeof out->why, "fork: %s", grace_strerror(r));
-        goto out;
-    }
+    char draining_env[sizeof GRACE__ENV_DRAINING + MAX_DRAINERS * 80];
+    snprintf(draining_env, sizeof draining_env, GRACE__ENV_DRAINING "=%s", draining.ptr);
+    grace__buf_free(&draining);
+    const char *env[] = {draining_env, NULL};
+    grace__spawn_t req = {exe, NULL, env, rs.opt.graceful_timeout_ms};
+    int chan = -1;
     char pending[64] = "";
-    r = wait_ready(pid, chan[0], pending, out->why, sizeof out->why);
+    r = grace__spawn_ready(&req, &chan, pending, out->why, sizeof out->why);
     if (r > 0) {
+        pid_t pid = r;
         out->pid = r;
-        grace__probation_start(pid, chan[0], pending, rs.opt.probation_ms);
-        chan[0] = -1; /* the probation owns it now */
+        grace__probation_start(pid, chan, pending, rs.opt.probation_ms);
         grace__drain_begin();
         grace__drain_all();
         /* Once this returns, new connections reach the new process only:
@@ -517,12 +265,6 @@ out:
         grace_log("restart refused: %s", out->why);
     else if (r < 0)
         grace_log("restart failed: %s; this process keeps serving", out->why);
-    if (chan[0] >= 0)
-        close(chan[0]);
-    if (chan[1] >= 0)
-        close(chan[1]);
-    free_env(env);
-    grace__buf_free(&fds);
     pthread_mutex_unlock(&rs.mu);
     return r;
 }
@@ -535,15 +277,15 @@ static void *full_restart_thread(void *arg)
 {
     (void)arg;
     grace__wait_stopped(); /* every server drained (or the drain limit passed) */
-    char **env = build_env(NULL, 0);
-    char *const *argv = rs.argv;
+    char **env = grace__env_build(NULL, 0);
+    char *const *argv = grace__argv();
     char *fallback[2] = {full_exe, NULL};
     if (argv == NULL || argv[0] == NULL)
         argv = fallback;
     grace_log("executing %s afresh", full_exe);
     execve(full_exe, argv, env ? env : environ);
     grace_log("restart failed: cannot execute %s: %s; exiting", full_exe, strerror(errno));
-    free_env(env);
+    grace__env_free(env);
     _exit(1); /* the servers are already down: nothing to fall back to */
 }
 
@@ -596,7 +338,7 @@ int grace_restart_ex(const char *new_exe_path, grace_restart_kind_t kind,
     if (out == NULL)
         out = &local;
     memset(out, 0, sizeof *out);
-    const char *exe = new_exe_path && *new_exe_path ? new_exe_path : rs.exe;
+    const char *exe = new_exe_path && *new_exe_path ? new_exe_path : grace_executable_path();
     bool graceful = rs.opt.graceful; /* set before start, read-only since */
     switch (kind) {
     case GRACE_RESTART_AUTO:

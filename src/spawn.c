@@ -1,0 +1,338 @@
+/*
+ * spawn.c -- the program's own facts (its executable, argv and start time,
+ * read before main()) and starting a new process of it that takes over the
+ * listening sockets: restart.c does it for a graceful restart (the
+ * self-replacing model), master.c for each child it supervises.
+ *
+ * The new process gets every listening socket of every running server
+ * (GRACE_LISTEN_FDS, inherit.c explains the protocol), one end of a stream
+ * socket for its "ready" (GRACE_READY_FD), and what the caller adds to its
+ * environment. Everything the child needs is computed before fork; between
+ * fork and exec only async-signal-safe calls run. A child that exits, closes
+ * the socket or is not ready in time is killed and reaped here, and the
+ * reason is said, so the caller can roll back.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+enum { MAX_LISTENERS_PASSED = 256, MAX_MORE_ENV = 8 };
+
+/* The program as it was started: a deliberate singleton, set before main(). */
+static struct {
+    int64_t start_ms;
+    char exe[4096];
+    char **argv; /* NULL-terminated copy of our argv */
+} sp;
+
+static void read_argv(void)
+{
+    int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    grace__buf_t b = {0};
+    char chunk[4096];
+    ssize_t n;
+    while ((n = read(fd, chunk, sizeof chunk)) > 0)
+        grace__buf_append(&b, chunk, (size_t)n);
+    close(fd);
+    size_t argc = 0;
+    for (size_t i = 0; i < b.len; i++)
+        argc += b.ptr[i] == '\0';
+    sp.argv = calloc(argc + 1, sizeof *sp.argv);
+    if (sp.argv == NULL) {
+        grace__buf_free(&b);
+        return;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < b.len && k < argc; k++) {
+        sp.argv[k] = strdup(b.ptr + i);
+        i += strlen(b.ptr + i) + 1;
+    }
+    grace__buf_free(&b);
+}
+
+/* Runs when the program loads, before main(): the executable path must be
+ * read before a deploy replaces the file. */
+__attribute__((constructor)) static void spawn_init(void)
+{
+    sp.start_ms = grace__now_ms();
+    ssize_t n = readlink("/proc/self/exe", sp.exe, sizeof sp.exe - 1);
+    sp.exe[n > 0 ? n : 0] = '\0';
+    read_argv();
+}
+
+int64_t grace_uptime_ms(void)
+{
+    return grace__now_ms() - sp.start_ms;
+}
+
+const char *grace_executable_path(void)
+{
+    return sp.exe;
+}
+
+char *const *grace__argv(void)
+{
+    return sp.argv;
+}
+
+/* ---- The new process --------------------------------------------------------- */
+
+/* GRACE_LISTEN_FDS: every listening socket of every running server. A
+ * server whose name cannot be carried is not passed on (its addresses are
+ * bound afresh by the new process, or fail there, loudly). */
+static void add_listener_fd(grace_server_t *s, void *user)
+{
+    grace__buf_t *b = user;
+    if (atomic_load(&s->state) != GRACE__SRV_RUNNING)
+        return;
+    for (size_t i = 0; i < s->n_listeners; i++)
+        if (s->listeners[i].fd >= 0)
+            grace__listen_fds_format(b, s->listeners[i].fd, s->listeners[i].spec, s->name);
+}
+
+/* entry is "NAME=..." */
+static bool is_env(const char *entry, const char *name)
+{
+    size_t n = strlen(name);
+    return strncmp(entry, name, n) == 0 && entry[n] == '=';
+}
+
+/* Build the child's environment: ours without grace's variables, plus extra.
+ * Returns a NULL-terminated array (free with grace__env_free). */
+char **grace__env_build(const char *const *extra, size_t n_extra)
+{
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **env = calloc(n + n_extra + 1, sizeof *env);
+    if (env == NULL)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (is_env(environ[i], GRACE__ENV_LISTEN_FDS) || is_env(environ[i], GRACE__ENV_READY_FD) ||
+            is_env(environ[i], GRACE__ENV_DRAINING) || is_env(environ[i], GRACE__ENV_MASTER))
+            continue;
+        env[k++] = strdup(environ[i]);
+    }
+    for (size_t i = 0; i < n_extra; i++)
+        env[k++] = strdup(extra[i]);
+    return env;
+}
+
+void grace__env_free(char **env)
+{
+    for (size_t i = 0; env && env[i]; i++)
+        free(env[i]);
+    free(env);
+}
+
+/* fork + exec the new process with the listening sockets and the ready pipe.
+ * Returns the child's PID or a negative error. */
+static pid_t spawn(const char *exe, char *const *argv, const grace__buf_t *fds, int ready_w,
+                   char **env)
+{
+    /* Everything the child needs is computed before fork. */
+    int keep[MAX_LISTENERS_PASSED + 1], n_keep = 0;
+    for (const char *p = fds->ptr, *end = fds->ptr + fds->len;
+         p < end && n_keep < MAX_LISTENERS_PASSED;) {
+        keep[n_keep++] = atoi(p);
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        p = eol ? eol + 1 : end;
+    }
+    keep[n_keep++] = ready_w;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old); /* no handler runs in the child */
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (int i = 0; i < n_keep; i++)
+            fcntl(keep[i], F_SETFD, 0);
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        for (int sig = 1; sig < NSIG; sig++)
+            sigaction(sig, &dfl, NULL); /* fails harmlessly for KILL/STOP */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execve(exe, argv, env);
+        _exit(127);
+    }
+    int err = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return pid < 0 ? -err : pid;
+}
+
+/* Reap a child that closed its ready pipe (or sent garbage) and say why it
+ * will never be ready. */
+static void reap_failed(pid_t pid, char *why, size_t why_len)
+{
+    int status = 0;
+    pid_t w;
+    int64_t reap_deadline = grace__now_ms() + 2000;
+    while ((w = waitpid(pid, &status, WNOHANG)) == 0 && grace__now_ms() < reap_deadline) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (w == 0) { /* alive but closed the pipe: it will never be ready */
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        snprintf(why, why_len, "new process %d closed its ready pipe and was killed", (int)pid);
+    } else if (w > 0 && WIFEXITED(status)) {
+        snprintf(why, why_len, "new process %d exited with status %d before it was ready",
+                 (int)pid, WEXITSTATUS(status));
+    } else if (w > 0 && WIFSIGNALED(status)) {
+        snprintf(why, why_len, "new process %d was killed by signal %d (%s) before it was ready",
+                 (int)pid, WTERMSIG(status), strsignal(WTERMSIG(status)));
+    } else {
+        snprintf(why, why_len, "new process %d closed its ready pipe", (int)pid);
+    }
+}
+
+/* Wait for "ready" from the child. Returns its PID, or an error after
+ * killing and reaping it. What came after the ready line goes to pending
+ * (64 bytes), for the probation. */
+static int wait_ready(pid_t pid, int ready_r, int64_t timeout_ms, char pending[64], char *why,
+                      size_t why_len)
+{
+    int64_t deadline = grace__now_ms() + timeout_ms;
+    char buf[64];
+    size_t len = 0;
+    for (;;) {
+        int64_t left = deadline - grace__now_ms();
+        if (left <= 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            snprintf(why, why_len, "new process %d was not ready within %lld ms and was killed",
+                     (int)pid, (long long)timeout_ms);
+            return GRACE_ENOTREADY;
+        }
+        struct pollfd pfd = {ready_r, POLLIN, 0};
+        int r = poll(&pfd, 1, left > 1000 ? 1000 : (int)left);
+        if (r < 0 && errno != EINTR)
+            return -errno;
+        if (r <= 0)
+            continue;
+        ssize_t n = read(ready_r, buf + len, sizeof buf - 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n > 0) {
+            len += (size_t)n;
+            buf[len] = '\0';
+            char *eol = strchr(buf, '\n');
+            if (strncmp(buf, "ready ", 6) == 0 && eol) {
+                snprintf(pending, 64, "%s", eol + 1);
+                return pid;
+            }
+            if (len < sizeof buf - 1)
+                continue;
+        }
+        /* EOF (or garbage): the child exited or closed the pipe. */
+        reap_failed(pid, why, why_len);
+        return GRACE_ECHILDEXIT;
+    }
+}
+
+/* The child's environment: ours, plus the listening sockets, the ready pipe
+ * and the draining generations. NULL when out of memory. */
+static char **child_env(const grace__buf_t *fds, int ready_w, const char *const *more)
+{
+    grace__buf_t v[2] = {{0}, {0}};
+    grace__buf_appendf(&v[0], GRACE__ENV_LISTEN_FDS "=%.*s", (int)fds->len, fds->ptr);
+    grace__buf_appendf(&v[1], GRACE__ENV_READY_FD "=%d", ready_w);
+    const char *extra[2 + MAX_MORE_ENV];
+    size_t n = 0;
+    for (int i = 0; i < 2; i++) {
+        grace__buf_append(&v[i], "", 1); /* appendf does not terminate */
+        extra[n++] = v[i].ptr;
+    }
+    for (size_t i = 0; more && more[i] && i < MAX_MORE_ENV; i++)
+        extra[n++] = more[i];
+    char **env = v[0].ptr && v[1].ptr ? grace__env_build(extra, n) : NULL;
+    for (int i = 0; i < 2; i++)
+        grace__buf_free(&v[i]);
+    return env;
+}
+
+
+/* Our argv, with extra appended when given; NULL-terminated; free() it
+ * (the strings are borrowed). NULL when out of memory. */
+static char **child_argv(const char *exe, const char *extra)
+{
+    size_t n = 0;
+    while (sp.argv && sp.argv[n])
+        n++;
+    char **argv = calloc(n + 3, sizeof *argv);
+    if (argv == NULL)
+        return NULL;
+    size_t k = 0;
+    for (; k < n; k++)
+        argv[k] = sp.argv[k];
+    if (k == 0)
+        argv[k++] = (char *)exe;
+    if (extra)
+        argv[k++] = (char *)extra;
+    return argv;
+}
+
+pid_t grace__spawn_ready(const grace__spawn_t *req, int *chan_out, char pending[64], char *why,
+                         size_t why_len)
+{
+    grace__buf_t fds = {0};
+    char **env = NULL;
+    int chan[2] = {-1, -1}; /* [0] ours, [1] the child's */
+    char **argv = NULL;
+    pid_t r;
+    grace_servers_foreach(add_listener_fd, &fds);
+    if (fds.len == 0) {
+        snprintf(why, why_len, "no server is running");
+        r = GRACE_ESTATE;
+        goto out;
+    }
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, chan) < 0) {
+        r = -errno;
+        snprintf(why, why_len, "socketpair: %s", grace_strerror(r));
+        goto out;
+    }
+    env = child_env(&fds, chan[1], req->env);
+    argv = child_argv(req->exe, req->extra_arg);
+    if (env == NULL || argv == NULL) {
+        r = GRACE_ENOMEM;
+        goto out;
+    }
+    r = spawn(req->exe, argv, &fds, chan[1], env);
+    close(chan[1]);
+    chan[1] = -1;
+    if (r < 0) {
+        snprintf(why, why_len, "fork: %s", grace_strerror(r));
+        goto out;
+    }
+    r = wait_ready(r, chan[0], req->ready_timeout_ms, pending, why, why_len);
+    if (r > 0) {
+        *chan_out = chan[0];
+        chan[0] = -1;
+    }
+out:
+    if (chan[0] >= 0)
+        close(chan[0]);
+    if (chan[1] >= 0)
+        close(chan[1]);
+    grace__env_free(env);
+    free(argv);
+    grace__buf_free(&fds);
+    return r;
+}
