@@ -26,6 +26,9 @@
  *                           this long)
  *   --probation-ms N        probation_ms (old process keeps its sockets while
  *                           the new one proves itself)
+ *   --master                master mode: a master process and one child
+ *   --workers N             master mode with N children
+ *   --pid-file PATH         write the PID to signal there
  * and, where the example has the admin page (EX_FLAG_ADMIN):
  *   --admin-token T         admin requests need "Bearer T" or ?token=T
  *   --admin-trusted CIDRS   trusted_networks (repeatable, or comma-separated)
@@ -69,6 +72,8 @@ typedef struct {
     bool has_opt;                    /* some option flag was given */
     int64_t sleep_ms;                /* --sleep-ms, when the example takes it */
     grace_restart_options_t restart; /* graceful = 1 unless --no-graceful */
+    int workers;                     /* --master / --workers N: master mode; 0: off */
+    const char *pid_file;            /* --pid-file PATH */
     const char *admin_token;         /* NULL: none */
     /* NULL-terminated lists for grace_admin_options_t; the networks point
      * into admin_trusted_buf (a comma-separated value is split there). */
@@ -90,7 +95,8 @@ static inline void ex_usage(FILE *f, const char *usage_line, const char *what, u
             "          [--read-timeout-ms N] [--idle-timeout-ms N] [--max-connections N]\n"
             "          [--tls-handshake-timeout-ms N]%s\n"
             "          [--no-graceful] [--graceful-timeout-ms N] [--shutdown-timeout-ms N]\n"
-            "          [--max-draining N] [--drain-idle-ms N] [--probation-ms N]\n%s"
+            "          [--max-draining N] [--drain-idle-ms N] [--probation-ms N]\n"
+            "          [--master] [--workers N] [--pid-file PATH]\n%s"
             "%s\n\n"
             "  --host ADDR             listen on ADDR only (default: all addresses)\n"
             "  --access-log            log one line per request\n"
@@ -116,6 +122,12 @@ static inline void ex_usage(FILE *f, const char *usage_line, const char *what, u
             "                          with \"Connection: close\" (default 1000)\n"
             "  --probation-ms N        after a restart the old process keeps its sockets N ms\n"
             "                          and takes them back if the new one crashes (2000)\n"
+            "  --master                master mode: a master that owns the ports and a child\n"
+            "                          that serves (the child runs with --grace-child);\n"
+            "                          signal the master's PID\n"
+            "  --workers N             master mode with N children\n"
+            "  --pid-file PATH         write the PID to signal to PATH (the master's, or\n"
+            "                          the serving process's, rewritten at each restart)\n"
             "%s"
             "  Port 0 picks a free port; the log line \"http server started listening on\n"
             "  [ADDR:PORT]\" shows the one chosen.\n",
@@ -210,7 +222,7 @@ static inline bool ex_flag_takes_value(const char *name)
         "--idle-timeout-ms", "--max-connections", "--tls-handshake-timeout-ms", "--sleep-ms",
         "--graceful-timeout-ms", "--shutdown-timeout-ms", "--max-draining", "--drain-idle-ms",
         "--probation-ms", "--admin-token", "--admin-trusted", "--admin-allow-dir",
-        "--admin-allow-host",
+        "--admin-allow-host", "--workers", "--pid-file",
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (strcmp(name, names[i]) == 0)
@@ -274,6 +286,15 @@ static inline void ex_parse_flags(int argc, char **argv, ex_flags_t *f, const ch
             f->restart.graceful = 0;
             continue;
         }
+        if (strcmp(name, GRACE_CHILD_FLAG) == 0 && val == NULL)
+            continue; /* grace marks a master's children with it */
+        if (strcmp(name, "--master") == 0) {
+            if (val != NULL)
+                ex_bad_flag(f, arg);
+            if (f->workers == 0)
+                f->workers = 1;
+            continue;
+        }
         bool admin_flag =
             strcmp(name, "--admin-token") == 0 || strcmp(name, "--admin-trusted") == 0 ||
             strcmp(name, "--admin-allow-dir") == 0 || strcmp(name, "--admin-allow-host") == 0;
@@ -325,6 +346,12 @@ static inline void ex_parse_flags(int argc, char **argv, ex_flags_t *f, const ch
         } else if (strcmp(name, "--max-draining") == 0) {
             ok = ex_parse_num(val, 63, &n) && n > 0;
             f->restart.max_draining = (int)n;
+        } else if (strcmp(name, "--workers") == 0) {
+            ok = ex_parse_num(val, 64, &n) && n > 0;
+            f->workers = (int)n;
+        } else if (strcmp(name, "--pid-file") == 0) {
+            ok = *val != '\0';
+            f->pid_file = val;
         } else if (strcmp(name, "--probation-ms") == 0) {
             ok = ex_parse_num(val, 86400000, &n) && n > 0;
             f->restart.probation_ms = n;
@@ -381,6 +408,10 @@ static inline void ex_check(const ex_flags_t *f, int rc, const char *what)
 static inline void ex_configure(grace_server_t *s, const ex_flags_t *f, const int *ports, size_t n)
 {
     ex_check(f, grace_set_restart_options(&f->restart), "cannot set restart options");
+    if (f->workers > 0)
+        ex_check(f, grace_enable_master(f->workers), "cannot enable master mode");
+    if (f->pid_file != NULL)
+        ex_check(f, grace_set_pid_file(f->pid_file), "bad --pid-file");
     if (f->host == NULL) {
         ex_check(f, grace_server_set_ports(s, ports, n), "cannot set ports");
     } else {

@@ -406,6 +406,36 @@ GRACE_API int grace_restart_full(const char *new_exe_path);
 GRACE_API int grace_server_restart(grace_server_t *s, const char *new_exe_path);
 GRACE_API int grace_server_reload(grace_server_t *s, const char *new_exe_path);
 
+/* ---- Master mode and supervisors (SPEC G6, B3) ------------------------------
+ * Master mode (gf v1's): the program runs as a small master that owns the
+ * listening sockets and starts `workers` children -- the same executable
+ * and argv, plus GRACE_CHILD_FLAG -- which serve. The master runs no
+ * handler and its PID never changes, so supervisors and people signal it:
+ * SIGUSR1 restarts the children gracefully (each new child ready before
+ * the old ones drain; rollback if one fails), SIGUSR2 is a full restart (the
+ * master re-executes itself in place), SIGINT/SIGQUIT/SIGHUP/SIGTERM drain
+ * the children and exit 0. A child's admin page, grace_restart() and
+ * grace_shutdown_all() act through the master and answer with its outcome.
+ * A child that dies unasked is replaced after a pause that doubles (100 ms to
+ * 10 s) while children keep dying quickly; the master keeps trying.
+ * The same main() works in both modes: call grace_enable_master() before
+ * the first server starts; in a child it only marks the child. A program
+ * with a strict argument parser must accept (and ignore) GRACE_CHILD_FLAG. */
+#define GRACE_CHILD_FLAG "--grace-child"
+
+/* Run in master mode with workers children (0: 1; at most 64). Call before
+ * the first server starts. Returns 0, GRACE_EINVAL or -errno. */
+GRACE_API int grace_enable_master(int workers);
+
+/* Write this PID file (created or replaced atomically): the master's PID in
+ * master mode, else the serving process's, rewritten at every hand-over by
+ * the old process. Removed at exit by the process it names. Call before the
+ * first server starts. Under systemd, $NOTIFY_SOCKET is used by itself
+ * (READY, RELOADING, MAINPID, STOPPING, STATUS), and sockets passed by socket
+ * activation ($LISTEN_FDS) are taken by the server whose address (or name,
+ * $LISTEN_FDNAMES) they match, and never closed by a restart. */
+GRACE_API int grace_set_pid_file(const char *path);
+
 /* Tell the parent of a graceful restart that this process serves. Called by
  * grace_wait() and grace_server_run() for you; call it yourself only if your
  * program never calls them. Inherited sockets no server took are closed.

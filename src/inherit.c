@@ -31,6 +31,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,9 +47,10 @@ static bool parse_listen_line(const char *p, size_t len, grace__inherited_t *out
     const char *end = p + len;
     const char *bar1 = memchr(p, '|', len);
     const char *bar2 = bar1 ? memchr(bar1 + 1, '|', (size_t)(end - bar1 - 1)) : NULL;
-    if (bar1 == NULL || bar2 == NULL || bar1 == p || bar1 - p > 9)
+    /* Up to 10 digits: every fd format writes (any int >= 0) comes back. */
+    if (bar1 == NULL || bar2 == NULL || bar1 == p || bar1 - p > 10)
         return false;
-    long fd = 0;
+    int64_t fd = 0;
     for (const char *d = p; d < bar1; d++) {
         if (*d < '0' || *d > '9')
             return false;
@@ -150,6 +152,8 @@ static struct {
     bool ready_sent;
     grace__drainer_t drainers[MAX_DRAINERS];
     int n_drainers;
+    _Atomic int role; /* grace__role_t */
+    pid_t master;     /* a child's master */
 } in = {.mu = PTHREAD_MUTEX_INITIALIZER, .parent_fd = -1};
 
 /* Only a listening stream socket is taken; anything else named in the
@@ -182,6 +186,11 @@ __attribute__((constructor)) static void inherit_init(void)
         }
     }
     in.n_drainers = grace__drainers_parse(getenv(GRACE__ENV_DRAINING), in.drainers, MAX_DRAINERS);
+    if (getenv(GRACE__ENV_MASTER) && in.parent_fd >= 0) {
+        atomic_store(&in.role, GRACE__ROLE_CHILD);
+        in.master = getppid();
+    }
+    unsetenv(GRACE__ENV_MASTER);
     unsetenv(GRACE__ENV_LISTEN_FDS);
     unsetenv(GRACE__ENV_READY_FD);
     unsetenv(GRACE__ENV_DRAINING);
@@ -214,6 +223,12 @@ static void tell_parent(const char *msg)
 
 void grace_ready(void)
 {
+    bool alone = atomic_load(&in.role) == GRACE__ROLE_ALONE && in.parent_fd < 0;
+    if (alone && !in.ready_sent) {
+        /* The first process: systemd (if any) learns it serves. */
+        grace__pid_file_write(getpid());
+        grace__notify("READY=1\nMAINPID=%ld\nSTATUS=serving", (long)getpid());
+    }
     pthread_mutex_lock(&in.mu);
     if (in.ready_sent || in.parent_fd < 0) {
         in.ready_sent = true;
@@ -251,17 +266,73 @@ void grace__parent_handed_over(void)
     pthread_mutex_unlock(&in.mu);
 }
 
-void grace__parent_forget(void)
+bool grace__parent_forget(void)
 {
     if (pthread_mutex_trylock(&in.mu) != 0)
-        return; /* (called from a tick: never wait) */
+        return false; /* (called from a tick: never wait) */
     char b;
-    if (in.parent_fd >= 0 && in.ready_sent &&
-        recv(in.parent_fd, &b, 1, MSG_DONTWAIT | MSG_PEEK) == 0) {
+    bool gone = in.parent_fd >= 0 && in.ready_sent &&
+                recv(in.parent_fd, &b, 1, MSG_DONTWAIT | MSG_PEEK) == 0;
+    if (gone) {
         close(in.parent_fd); /* the parent has exited: nobody watches */
         in.parent_fd = -1;
     }
     pthread_mutex_unlock(&in.mu);
+    return gone;
+}
+
+/* ---- Roles ------------------------------------------------------------------- */
+
+grace__role_t grace__role(void)
+{
+    return atomic_load(&in.role);
+}
+
+void grace__set_role_master(void)
+{
+    int alone = GRACE__ROLE_ALONE;
+    atomic_compare_exchange_strong(&in.role, &alone, GRACE__ROLE_MASTER);
+}
+
+pid_t grace__master_pid(void)
+{
+    return in.master;
+}
+
+int grace__parent_ask(const char *request, char *reply, size_t cap, int64_t timeout_ms)
+{
+    pthread_mutex_lock(&in.mu); /* one question at a time */
+    int r = 0;
+    if (in.parent_fd < 0) {
+        r = GRACE_ESTATE;
+        goto out;
+    }
+    tell_parent(request);
+    size_t len = 0;
+    int64_t deadline = grace__now_ms() + timeout_ms;
+    while (len + 1 < cap && (len == 0 || reply[len - 1] != '\n')) {
+        int64_t left = deadline - grace__now_ms();
+        struct pollfd pfd = {in.parent_fd, POLLIN, 0};
+        int p = left > 0 ? poll(&pfd, 1, (int)left) : 0;
+        if (p < 0 && errno == EINTR)
+            continue;
+        if (p <= 0) {
+            r = p == 0 ? -ETIMEDOUT : -errno;
+            goto out;
+        }
+        ssize_t n = recv(in.parent_fd, reply + len, cap - 1 - len, 0);
+        if (n <= 0) {
+            r = n == 0 ? -EPIPE : -errno;
+            goto out;
+        }
+        len += (size_t)n;
+    }
+    reply[len] = '\0';
+out:
+    if (r < 0 && cap)
+        reply[0] = '\0';
+    pthread_mutex_unlock(&in.mu);
+    return r;
 }
 
 int grace__older_drainers(grace__drainer_t *out, int cap)

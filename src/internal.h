@@ -219,8 +219,20 @@ int grace__drainers_format(grace__buf_t *b, const grace__drainer_t *d, int n);
 int grace__inherit_take(const char *server, const char *spec);
 /* To the parent: we passed the sockets on (it stops watching us). */
 void grace__parent_handed_over(void);
-/* Close the channel to a parent that has exited (a tick; never blocks). */
-void grace__parent_forget(void);
+/* Close the channel to a parent that has exited (a tick; never blocks);
+ * true when it found the parent gone just now. */
+bool grace__parent_forget(void);
+/* The process's role: alone (self-replacing), a master, or a master's child
+ * (GRACE_MASTER in the environment it was started with). */
+typedef enum { GRACE__ROLE_ALONE = 0, GRACE__ROLE_MASTER, GRACE__ROLE_CHILD } grace__role_t;
+grace__role_t grace__role(void);
+void grace__set_role_master(void); /* (does nothing in a child) */
+pid_t grace__master_pid(void);     /* a child's master, else 0 */
+/* A child: one request line to the master, and its one-line answer into
+ * reply (NUL-terminated). 0 or a negative error (-ETIMEDOUT, -EPIPE). */
+int grace__parent_ask(const char *request, char *reply, size_t cap, int64_t timeout_ms);
+
+
 /* The older processes that still drain (from GRACE_DRAINING), oldest
  * first, our parent's deadline known once we said ready. */
 int grace__older_drainers(grace__drainer_t *out, int cap);
@@ -388,6 +400,9 @@ bool grace__is_draining(void);
 void grace__force_stop(const char *why);           /* the drain is over: stop waiting */
 void grace__wait_stopped(void);                    /* until every server stopped */
 void grace__lifecycle_hold(bool on);               /* grace_wait() must not return */
+void grace__lifecycle_set_master(void (*run)(void)); /* master mode: grace_wait() runs it */
+void grace__lifecycle_close_listeners(void);       /* (a master's full restart) */
+void grace__shutdown_here(void); /* this process only (a child's master is gone) */
 /* Wait until every draining server's listeners have left every loop (no
  * new connection is accepted here any more); false after timeout_ms. */
 bool grace__lifecycle_wait_released(int64_t timeout_ms);
@@ -418,6 +433,18 @@ pid_t grace__spawn_ready(const grace__spawn_t *sp, int *chan, char pending[64], 
  * grace__env_free(). NULL when out of memory. */
 char **grace__env_build(const char *const *extra, size_t n_extra);
 void grace__env_free(char **env);
+
+/* supervisor.c: the PID file, systemd notifications, socket activation. */
+void grace__pid_file_write(pid_t pid); /* atomically; nothing if no PID file is set */
+void grace__pid_file_remove(void);     /* if it names this process */
+void grace__supervisor_quiet(void);    /* a master's child: never notify or write */
+void grace__notify(const char *fmt, ...) GRACE_PRINTF(1, 2); /* $NOTIFY_SOCKET */
+uint64_t grace__monotonic_usec(void);
+/* A socket systemd passed that listens on l's address (or is named like the
+ * server), or -1. */
+int grace__activated_take(const grace__listener_t *l, const char *server);
+bool grace__is_activated(int fd);
+void grace__activated_pass_on(void); /* before a full restart's exec */
 
 /* probation.c: the old process watches the new one (pid, its channel fd
  * and what it already said) after a hand-over; see the file. */

@@ -38,6 +38,7 @@ static struct {
     atomic_int_fast64_t drain_idle_ms; /* copied into each draining server */
     atomic_int_fast64_t deadline_ms;   /* monotonic; 0: not draining */
     atomic_int_fast64_t probation_ms;  /* monotonic end of a restart's probation; 0: none */
+    void (*master_run)(void);          /* master mode: what grace_wait() runs */
 } lc = {
     .mu = PTHREAD_MUTEX_INITIALIZER,
     .cond = PTHREAD_COND_INITIALIZER,
@@ -91,7 +92,8 @@ static void listeners_released(grace_server_t *s)
     if (atomic_load(&s->all_released) && !atomic_load(&s->listeners_closed) &&
         atomic_load(&s->state) == GRACE__SRV_DRAINING) {
         for (size_t i = 0; i < s->n_listeners; i++) {
-            close(s->listeners[i].fd);
+            if (!grace__is_activated(s->listeners[i].fd)) /* systemd's stay ours */
+                close(s->listeners[i].fd);
             s->listeners[i].fd = -1;
         }
         atomic_store(&s->listeners_closed, true);
@@ -118,20 +120,56 @@ static void tick(int64_t now)
     grace__force_stop("graceful_shutdown_timeout passed");
 }
 
+static void shutdown_here(void);
+
 static void on_shutdown_signal(int sig)
 {
     grace_log("received signal %d (%s): graceful shutdown", sig, strsignal(sig));
-    grace_shutdown_all();
+    shutdown_here();
+}
+
+/* A master's child leaves SIGINT, SIGQUIT and SIGHUP to its master (a
+ * Ctrl-C reaches both; the master then tells the child, once): only
+ * SIGTERM, from the master, drains it. */
+static void on_child_ignored_signal(int sig)
+{
+    grace_log("received signal %d (%s): ignored (the master decides)", sig, strsignal(sig));
 }
 
 int grace__lifecycle_start(void)
 {
+    grace__role_t role = grace__role();
+    if (role == GRACE__ROLE_MASTER) /* it serves nothing: no loops; master.c has the signals */
+        return grace__signals_start();
     static const grace__engine_hooks_t hooks = {conn_closed, listeners_released, tick};
     int r = grace__engine_start(&hooks);
     static const int sigs[] = {SIGINT, SIGQUIT, SIGHUP, SIGTERM};
-    for (size_t i = 0; r == 0 && i < sizeof sigs / sizeof sigs[0]; i++)
-        r = grace__signal_on(sigs[i], on_shutdown_signal);
+    for (size_t i = 0; r == 0 && i < sizeof sigs / sizeof sigs[0]; i++) {
+        bool ignored = role == GRACE__ROLE_CHILD && sigs[i] != SIGTERM;
+        r = grace__signal_on(sigs[i], ignored ? on_child_ignored_signal : on_shutdown_signal);
+    }
     return r < 0 ? r : grace__signals_start();
+}
+
+void grace__lifecycle_set_master(void (*run)(void))
+{
+    pthread_mutex_lock(&lc.mu);
+    lc.master_run = run;
+    pthread_mutex_unlock(&lc.mu);
+}
+
+void grace__lifecycle_close_listeners(void)
+{
+    pthread_mutex_lock(&lc.mu);
+    for (int i = 0; i < lc.n_started; i++) {
+        grace_server_t *s = lc.started[i];
+        for (size_t k = 0; k < s->n_listeners; k++) {
+            if (s->listeners[k].fd >= 0 && !grace__is_activated(s->listeners[k].fd))
+                close(s->listeners[k].fd);
+            s->listeners[k].fd = -1;
+        }
+    }
+    pthread_mutex_unlock(&lc.mu);
 }
 
 void grace__lifecycle_started(grace_server_t *s)
@@ -181,7 +219,8 @@ bool grace__is_draining(void)
     return atomic_load(&lc.deadline_ms) != 0;
 }
 
-void grace_shutdown_all(void)
+/* Shut this process's servers down (a signal, or the master's request). */
+static void shutdown_here(void)
 {
     if (grace__is_draining()) {
         /* Asked again while draining: the operator wants it over now. */
@@ -193,10 +232,30 @@ void grace_shutdown_all(void)
     for (int i = 0; i < lc.n_started; i++)
         any |= atomic_load(&lc.started[i]->state) == GRACE__SRV_RUNNING;
     pthread_mutex_unlock(&lc.mu);
-    if (any)
+    if (any) {
         grace_log("server shutting down");
+        if (grace__role() == GRACE__ROLE_ALONE)
+            grace__notify("STOPPING=1\nSTATUS=shutting down");
+    }
     grace__drain_begin();
     grace__drain_all();
+}
+
+void grace_shutdown_all(void)
+{
+    if (grace__role() == GRACE__ROLE_CHILD) {
+        /* The whole service stops: the master tells every child. */
+        char reply[64];
+        if (grace__parent_ask("shutdown\n", reply, sizeof reply, 10000) == 0)
+            return;
+        grace_log("the master does not answer: shutting this child down alone");
+    }
+    shutdown_here();
+}
+
+void grace__shutdown_here(void)
+{
+    shutdown_here();
 }
 
 void grace__force_stop(const char *why)
@@ -308,9 +367,17 @@ void grace_wait(void)
      * process that restarted us (if any) that we serve. */
     grace_ready();
     pthread_mutex_lock(&lc.mu);
+    void (*master_run)(void) = lc.master_run;
+    pthread_mutex_unlock(&lc.mu);
+    if (master_run && grace__role() == GRACE__ROLE_MASTER && lc.n_running > 0) {
+        master_run(); /* returns when the children have stopped */
+        return;
+    }
+    pthread_mutex_lock(&lc.mu);
     /* A hold (a full restart re-executes the program from a grace thread
      * once the drain ends) keeps main() from returning first. */
     while (lc.n_running > 0 || lc.holds > 0)
         pthread_cond_wait(&lc.cond, &lc.mu);
     pthread_mutex_unlock(&lc.mu);
+    grace__pid_file_remove(); /* (only if it still names this process) */
 }

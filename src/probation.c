@@ -65,7 +65,12 @@ static void watch_tick(int64_t now)
 {
     if (now >= pw.next_reap_ms) {
         pw.next_reap_ms = now + 1000;
-        grace__parent_forget();
+        if (grace__parent_forget() && grace__role() == GRACE__ROLE_CHILD) {
+            /* Orphaned: nobody supervises this child any more, and a
+             * restarted master binds its ports afresh. */
+            grace_log("the master (PID %d) is gone: shutting down", (int)grace__master_pid());
+            grace__shutdown_here();
+        }
     } else if (atomic_load(&pw.probing) == 0) {
         return;
     }

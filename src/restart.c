@@ -228,6 +228,8 @@ static int graceful_restart(const char *exe, grace_restart_outcome_t *out)
     if (r < 0)
         goto out;
     grace_log("server reloading");
+    grace__notify("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=restarting",
+                  (unsigned long long)grace__monotonic_usec());
     grace__buf_t draining = {0};
     r = format_drainers(&draining, live, n_live);
     if (r < 0 || grace__buf_append(&draining, "", 1) < 0) {
@@ -254,6 +256,9 @@ static int graceful_restart(const char *exe, grace_restart_outcome_t *out)
         grace__lifecycle_wait_released(1000);
         grace_log("new process %d is serving; this process finishes its requests and exits",
                   (int)pid);
+        grace__pid_file_write(pid);
+        grace__notify("MAINPID=%ld\nREADY=1\nSTATUS=serving (new process %ld)", (long)pid,
+                      (long)pid);
         /* Our own parent may still be on probation watch: it need not
          * take the sockets back if we exit now. */
         grace__parent_handed_over();
@@ -265,6 +270,8 @@ out:
         grace_log("restart refused: %s", out->why);
     else if (r < 0)
         grace_log("restart failed: %s; this process keeps serving", out->why);
+    if (r < 0 && out->retry_after_s == 0)
+        grace__notify("READY=1\nSTATUS=restart failed: %s", out->why);
     pthread_mutex_unlock(&rs.mu);
     return r;
 }
@@ -283,6 +290,7 @@ static void *full_restart_thread(void *arg)
     if (argv == NULL || argv[0] == NULL)
         argv = fallback;
     grace_log("executing %s afresh", full_exe);
+    grace__activated_pass_on(); /* systemd's sockets: the same PID takes them again */
     execve(full_exe, argv, env ? env : environ);
     grace_log("restart failed: cannot execute %s: %s; exiting", full_exe, strerror(errno));
     grace__env_free(env);
@@ -317,6 +325,8 @@ static int full_restart(const char *exe, grace_restart_outcome_t *out)
         return r;
     }
     grace_log("server restarting");
+    grace__notify("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=full restart",
+                  (unsigned long long)grace__monotonic_usec());
     if (grace__thread_detached(full_restart_thread, NULL) < 0) {
         atomic_store(&rs.full_pending, false);
         grace__lifecycle_hold(false);
@@ -331,6 +341,32 @@ static int full_restart(const char *exe, grace_restart_outcome_t *out)
 
 /* ---- API ----------------------------------------------------------------------- */
 
+/* A master's child restarts nothing itself: the master restarts every child
+ * (graceful unless kind is FULL) and answers with the outcome. */
+static int ask_master(const char *new_exe_path, grace_restart_kind_t kind,
+                      grace_restart_outcome_t *out)
+{
+    char req[4200], reply[700];
+    snprintf(req, sizeof req, "restart %d %s\n", (int)kind,
+             new_exe_path && *new_exe_path ? new_exe_path : "-");
+    int r = grace__parent_ask(req, reply, sizeof reply, 4 * rs.opt.graceful_timeout_ms + 10000);
+    int code = 0, retry = 0;
+    if (r < 0) {
+        snprintf(out->why, sizeof out->why, "the master does not answer: %s", grace_strerror(r));
+    } else if (sscanf(reply, "ok %d", &code) == 1) {
+        out->pid = code;
+        return code;
+    } else if (sscanf(reply, "err %d %d %511[^\n]", &code, &retry, out->why) >= 2 && code < 0) {
+        r = code;
+        out->retry_after_s = retry;
+    } else {
+        r = GRACE_EINVAL;
+        snprintf(out->why, sizeof out->why, "the master answered \"%.60s\"", reply);
+    }
+    grace_log("restart %s: %s", out->retry_after_s ? "refused" : "failed", out->why);
+    return r;
+}
+
 int grace_restart_ex(const char *new_exe_path, grace_restart_kind_t kind,
                      grace_restart_outcome_t *out)
 {
@@ -338,6 +374,8 @@ int grace_restart_ex(const char *new_exe_path, grace_restart_kind_t kind,
     if (out == NULL)
         out = &local;
     memset(out, 0, sizeof *out);
+    if (grace__role() == GRACE__ROLE_CHILD)
+        return ask_master(new_exe_path, kind, out);
     const char *exe = new_exe_path && *new_exe_path ? new_exe_path : grace_executable_path();
     bool graceful = rs.opt.graceful; /* set before start, read-only since */
     switch (kind) {

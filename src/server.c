@@ -384,9 +384,11 @@ static int open_listener(grace__listener_t *l)
     /* After a graceful restart the socket is already open: the old process
      * handed it over, with its queue of connections. */
     fd = grace__inherit_take(l->server->name, l->spec);
+    l->inherited = fd >= 0;
+    if (fd < 0)
+        fd = grace__activated_take(l, l->server->name); /* systemd's, if it passed one */
     if (fd >= 0) {
         fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-        l->inherited = true;
         read_bound_port(l, fd);
         show_address(l);
         l->fd = fd;
@@ -466,7 +468,8 @@ int grace_server_start(grace_server_t *s)
     s->global_mw = reg.global_mw; /* fixed from now on: read unlocked */
     s->n_global_mw = reg.n_global_mw;
     pthread_mutex_unlock(&reg.mu);
-    if (r == 0)
+    /* A master serves nothing itself: its children take the sockets. */
+    if (r == 0 && grace__role() != GRACE__ROLE_MASTER)
         r = grace__engine_add_server(s);
     if (r < 0) {
         /* Listen on all addresses or none: a half-started server would hide
@@ -482,8 +485,9 @@ int grace_server_start(grace_server_t *s)
     }
     grace__lifecycle_started(s);
     for (size_t i = 0; i < s->n_listeners; i++)
-        grace_log("%s server %s listening on [%s]", s->listeners[i].tls ? "https" : "http",
-                  s->listeners[i].inherited ? "reloaded" : "started", s->listeners[i].shown);
+        grace_log("%s server %s listening on [%s]%s", s->listeners[i].tls ? "https" : "http",
+                  s->listeners[i].inherited ? "reloaded" : "started", s->listeners[i].shown,
+                  grace__is_activated(s->listeners[i].fd) ? " (socket from systemd)" : "");
     return 0;
 }
 
