@@ -10,6 +10,10 @@
  *                        20, at most 3600): "tick N pid P\n" every 100 ms
  *                        (&interval_ms=I to change), then "done N\n"
  *   /sleep               the seed's: PID, 10 s of sleep (--sleep-ms), PID
+ *   /orphan              starts a process that outlives this one (as a handler
+ *                        might start a daemon) and answers its PID: in master
+ *                        mode as PID 1 of a container, the master reaps it
+ *                        when it exits
  *   /restart             grace_restart() called by the handler itself -- the
  *                        API, as a program would call it -- answering
  *                        "restarted: new pid N" or why not (503 with
@@ -34,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -88,6 +93,38 @@ static int handle_stream(grace_request_t *req, grace_response_t *res, void *user
     return grace_response_writef(res, "done %ld\n", n);
 }
 
+/* A grandchild that outlives the process that started it: fork twice, the
+ * middle process exits at once, the grandchild sleeps a minute. */
+static int handle_orphan(grace_request_t *req, grace_response_t *res, void *user)
+{
+    (void)req;
+    (void)user;
+    int fds[2];
+    if (pipe(fds) != 0)
+        return -1;
+    pid_t mid = fork();
+    if (mid == 0) {
+        pid_t grand = fork();
+        if (grand == 0) {
+            close(fds[0]);
+            close(fds[1]);
+            struct timespec ts = {60, 0};
+            nanosleep(&ts, NULL);
+            _exit(0);
+        }
+        ssize_t w = write(fds[1], &grand, sizeof grand);
+        _exit(w == sizeof grand ? 0 : 1);
+    }
+    close(fds[1]);
+    pid_t grand = -1;
+    ssize_t n = read(fds[0], &grand, sizeof grand);
+    close(fds[0]);
+    waitpid(mid, NULL, 0);
+    if (n != sizeof grand)
+        return -1;
+    return grace_response_writef(res, "%ld\n", (long)grand);
+}
+
 static int handle_restart(grace_request_t *req, grace_response_t *res, void *user)
 {
     (void)req;
@@ -127,6 +164,7 @@ int main(int argc, char **argv)
     ex_check(&f, grace_server_bind_handler(s, "GET:/stream", handle_stream, NULL), "bind /stream");
     ex_check(&f, grace_server_bind_handler(s, "/sleep", handle_sleep, NULL), "bind /sleep");
     ex_check(&f, grace_server_bind_handler(s, "/restart", handle_restart, NULL), "bind /restart");
+    ex_check(&f, grace_server_bind_handler(s, "/orphan", handle_orphan, NULL), "bind /orphan");
     ex_enable_admin(s, &f);
     ex_configure(s, &f, f.ports, f.n_ports);
 
