@@ -160,12 +160,13 @@ class Server:
     the pipe never fills and a test can wait for a given line."""
 
     def __init__(self, name, args=(), n_ports=1, host=True, nofile=None, own_group=False,
-                 exe=None):  # fmt: skip
+                 exe=None, wrap=()):  # fmt: skip
         self.name = name
         self.nofile = nofile  # RLIMIT_NOFILE for the server (None: ours)
         self.own_group = own_group  # a process group of its own (signals to the group)
         self.exe = Path(exe) if exe else example_path(name)
-        self.argv = [str(self.exe)]
+        # wrap: a command that runs the server (systemd-socket-activate ...)
+        self.argv = [*wrap, str(self.exe)]
         if host:
             self.argv += ["--host", HOST]
         self.argv += list(args)
