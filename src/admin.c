@@ -30,15 +30,6 @@
 
 #define DEFAULT_PATTERN "/debug/admin"
 
-/* The first 12 bytes of an IPv4-mapped IPv6 address, ::ffff:a.b.c.d. */
-static const unsigned char v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-
-typedef struct {
-    int family; /* AF_INET or AF_INET6 */
-    unsigned char addr[16];
-    unsigned prefix; /* bits */
-} net_t;
-
 typedef struct {
     char *pattern; /* no trailing '/' */
     char *token;   /* NULL: none */
@@ -46,7 +37,7 @@ typedef struct {
     grace_admin_auth_cb auth;
     void *auth_user;
     bool check_network; /* default policy, or trusted_networks given explicitly */
-    net_t *nets;
+    grace__cidr_t *nets;
     size_t n_nets;
     char **dirs; /* allowed_exe_dirs, as given (resolved at request time) */
     size_t n_dirs;
@@ -117,76 +108,16 @@ static void refuse(grace_request_t *req, grace_response_t *res, const char *why)
     answer_error(req, res, 403, "", why);
 }
 
-/* ---- Networks --------------------------------------------------------------- */
-
-/* Parse "10.0.0.0/8", "::1/128" or a bare address (a host route). A mapped
- * IPv6 network (::ffff:a.b.c.d/96+) becomes the IPv4 one, as clients on
- * mapped addresses are reported as IPv4. Host bits are cleared. */
-static int parse_net(const char *s, net_t *n)
-{
-    const char *slash = strchr(s, '/');
-    size_t host_len = slash ? (size_t)(slash - s) : strlen(s);
-    char host[INET6_ADDRSTRLEN];
-    if (host_len == 0 || host_len >= sizeof host)
-        return GRACE_EINVAL;
-    memcpy(host, s, host_len);
-    host[host_len] = '\0';
-    memset(n, 0, sizeof *n);
-    unsigned max;
-    if (inet_pton(AF_INET, host, n->addr) == 1) {
-        n->family = AF_INET;
-        max = 32;
-    } else if (inet_pton(AF_INET6, host, n->addr) == 1) {
-        n->family = AF_INET6;
-        max = 128;
-    } else {
-        return GRACE_EINVAL;
-    }
-    n->prefix = max;
-    if (slash) {
-        const char *p = slash + 1;
-        size_t digits = strspn(p, "0123456789");
-        if (digits == 0 || digits > 3 || p[digits] != '\0' || (unsigned)atoi(p) > max)
-            return GRACE_EINVAL;
-        n->prefix = (unsigned)atoi(p);
-    }
-    if (n->family == AF_INET6 && n->prefix >= 96 && memcmp(n->addr, v4_mapped, 12) == 0) {
-        memmove(n->addr, n->addr + 12, 4);
-        memset(n->addr + 4, 0, 12);
-        n->family = AF_INET;
-        n->prefix -= 96;
-    }
-    for (unsigned bit = n->prefix; bit < max; bit++)
-        n->addr[bit / 8] &= (unsigned char)~(0x80u >> (bit % 8));
-    return 0;
-}
-
-static bool net_contains(const net_t *n, int family, const unsigned char *addr)
-{
-    if (n->family != family)
-        return false;
-    unsigned full = n->prefix / 8, rest = n->prefix % 8;
-    if (memcmp(n->addr, addr, full) != 0)
-        return false;
-    unsigned char mask = (unsigned char)(0xff00u >> rest);
-    return rest == 0 || ((addr[full] ^ n->addr[full]) & mask) == 0;
-}
+/* ---- Networks (cidr.c parses and matches) ----------------------------------- */
 
 static bool is_trusted_ip(const admin_t *a, const char *ip)
 {
     unsigned char addr[16];
-    int family = AF_INET;
-    if (inet_pton(AF_INET, ip, addr) != 1) {
-        family = AF_INET6;
-        if (inet_pton(AF_INET6, ip, addr) != 1)
-            return false;
-        if (memcmp(addr, v4_mapped, 12) == 0) {
-            memmove(addr, addr + 12, 4);
-            family = AF_INET;
-        }
-    }
+    int family;
+    if (!grace__cidr_parse_ip(ip, &family, addr))
+        return false;
     for (size_t i = 0; i < a->n_nets; i++)
-        if (net_contains(&a->nets[i], family, addr))
+        if (grace__cidr_contains(&a->nets[i], family, addr))
             return true;
     return false;
 }
@@ -737,7 +668,7 @@ static admin_t *admin_new(const grace_admin_options_t *opt, int *err)
         (*err = copy_strings(opt->allowed_hosts, is_host_name, &a->hosts, &a->n_hosts)) < 0)
         goto fail;
     for (size_t i = 0; i < a->n_nets; i++)
-        if ((*err = parse_net(nets[i], &a->nets[i])) < 0)
+        if ((*err = grace__cidr_parse(nets[i], &a->nets[i])) < 0)
             goto fail;
     return a;
 fail:

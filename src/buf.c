@@ -116,6 +116,10 @@ enum { ARENA_BLOCK = 4096 - sizeof(grace__arena_block_t) };
 
 void *grace__arena_alloc(grace__arena_t *a, size_t size)
 {
+    /* A size this close to SIZE_MAX would wrap when rounded up or when the
+     * block header is added, and hand out a block smaller than asked for. */
+    if (size > SIZE_MAX - sizeof(grace__arena_block_t) - 15)
+        return NULL;
     size = (size + 15) & ~(size_t)15;
     grace__arena_block_t *h = a->head;
     if (h && h->cap - h->used >= size) {
@@ -152,15 +156,20 @@ void *grace__arena_alloc(grace__arena_t *a, size_t size)
 
 void grace__arena_reset(grace__arena_t *a)
 {
-    if (a->head)
-        a->head->used = 0;
-    /* Keep at most a few spare blocks so one huge request does not pin
-     * memory for the connection's whole life. */
+    /* The current block joins the spares and is judged like them: an
+     * oversized one (a huge allocation made last) is freed too. */
+    if (a->head) {
+        a->head->next = a->full;
+        a->full = a->head;
+        a->head = NULL;
+    }
+    /* Keep at most a few blocks (the current one and four spares) so one
+     * huge request does not pin memory for the connection's whole life. */
     int kept = 0;
     grace__arena_block_t **pp = &a->full;
     while (*pp) {
         grace__arena_block_t *b = *pp;
-        if (kept < 4 && b->cap == ARENA_BLOCK) {
+        if (kept < 5 && b->cap == ARENA_BLOCK) {
             b->used = 0;
             kept++;
             pp = &b->next;

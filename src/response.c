@@ -389,13 +389,18 @@ int grace_response_flush(grace_response_t *res)
     if (!res->streaming) {
         bool keep = grace__response_keep_alive(res);
         int frame = FRAME_NONE;
-        if (res->fixed_length >= 0 && status_has_body(res->status))
+        uint64_t length = 0;
+        if (res->status == 205) {
+            frame = FRAME_LENGTH; /* framed, with no content: as finish does */
+        } else if (res->fixed_length >= 0 && status_has_body(res->status)) {
             frame = FRAME_LENGTH;
-        else if (send_body && req->h.minor_version == 1)
+            length = (uint64_t)res->fixed_length;
+        } else if (send_body && req->h.minor_version == 1) {
             frame = FRAME_CHUNKED;
-        else if (send_body)
+        } else if (send_body) {
             keep = false; /* HTTP/1.0: the end of the body is the close */
-        r |= append_head(&tmp, res, frame, (uint64_t)res->fixed_length, keep);
+        }
+        r |= append_head(&tmp, res, frame, length, keep);
         res->chunked = frame == FRAME_CHUNKED;
         res->conn_close = !keep;
         res->streaming = true;
