@@ -842,11 +842,13 @@ class Chromium:
         last = None
         while time.monotonic() < deadline:
             try:
-                last = self.evaluate(tab, expr)
-            except RuntimeError as e:  # between documents
-                last = repr(e)
-            if last:
-                return last
+                value = self.evaluate(tab, expr)
+            except RuntimeError as e:  # between documents: not an answer, ask again
+                value, last = None, repr(e)
+            else:
+                last = value
+            if value:
+                return value
             time.sleep(0.1)
         pytest.fail(f"Chromium: {expr!r} still false after {timeout}s (last: {last!r})")
 
