@@ -237,6 +237,8 @@ int grace__admin_status(grace_request_t *req, grace_response_t *res, void *user)
     grace_get_restart_options(&ro);
     grace_response_set_header(res, "Content-Type", "application/json");
     grace_response_writef(res, "{\"pid\":%ld", (long)getpid());
+    if (grace__master_pid() > 0) /* master mode: the PID to signal */
+        grace_response_writef(res, ",\"master_pid\":%ld", (long)grace__master_pid());
     write_json(res, ",\"executable\":", grace_executable_path());
     grace_response_writef(res, ",\"uptime_ms\":%" PRId64 ",\"graceful\":%s,\"version\":\"%s\"",
                           grace_uptime_ms(), ro.graceful ? "true" : "false",

@@ -90,6 +90,8 @@ def test_seed_walkthrough_in_master_mode(grace_servers):
     srv = grace_servers.start("basic", "--port", "0", "--master", "--sleep-ms", "3000")
     (c1,) = wait_children(srv, 1)
     assert get_pid(srv) == c1 != srv.pid
+    st = srv.get("/debug/admin/status").json()
+    assert (st["pid"], st["master_pid"]) == (c1, srv.pid)
     assert b"--grace-child" not in cmdline(srv.pid)
     assert cmdline(c1) == cmdline(srv.pid) + [b"--grace-child"]
 
