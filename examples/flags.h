@@ -29,6 +29,8 @@
  *   --master                master mode: a master process and one child
  *   --workers N             master mode with N children
  *   --pid-file PATH         write the PID to signal there
+ *   --config FILE           gf's config.yaml (docs/operations.md): addresses and
+ *                           settings from the file; flags given override it
  * and, where the example has the admin page (EX_FLAG_ADMIN):
  *   --admin-token T         admin requests need "Bearer T" or ?token=T
  *   --admin-trusted CIDRS   trusted_networks (repeatable, or comma-separated)
@@ -74,6 +76,8 @@ typedef struct {
     grace_restart_options_t restart; /* graceful = 1 unless --no-graceful */
     int workers;                     /* --master / --workers N: master mode; 0: off */
     const char *pid_file;            /* --pid-file PATH */
+    const char *config;              /* --config FILE: gf's config.yaml */
+    bool ports_given;                /* --port / --ports on the command line */
     const char *admin_token;         /* NULL: none */
     /* NULL-terminated lists for grace_admin_options_t; the networks point
      * into admin_trusted_buf (a comma-separated value is split there). */
@@ -96,7 +100,7 @@ static inline void ex_usage(FILE *f, const char *usage_line, const char *what, u
             "          [--tls-handshake-timeout-ms N]%s\n"
             "          [--no-graceful] [--graceful-timeout-ms N] [--shutdown-timeout-ms N]\n"
             "          [--max-draining N] [--drain-idle-ms N] [--probation-ms N]\n"
-            "          [--master] [--workers N] [--pid-file PATH]\n%s"
+            "          [--master] [--workers N] [--pid-file PATH] [--config FILE]\n%s"
             "%s\n\n"
             "  --host ADDR             listen on ADDR only (default: all addresses)\n"
             "  --access-log            log one line per request\n"
@@ -128,6 +132,8 @@ static inline void ex_usage(FILE *f, const char *usage_line, const char *what, u
             "  --workers N             master mode with N children\n"
             "  --pid-file PATH         write the PID to signal to PATH (the master's, or\n"
             "                          the serving process's, rewritten at each restart)\n"
+            "  --config FILE           read gf's config.yaml: addresses and settings from the\n"
+            "                          file (docs/operations.md); flags given override it\n"
             "%s"
             "  Port 0 picks a free port; the log line \"http server started listening on\n"
             "  [ADDR:PORT]\" shows the one chosen.\n",
@@ -222,7 +228,7 @@ static inline bool ex_flag_takes_value(const char *name)
         "--idle-timeout-ms", "--max-connections", "--tls-handshake-timeout-ms", "--sleep-ms",
         "--graceful-timeout-ms", "--shutdown-timeout-ms", "--max-draining", "--drain-idle-ms",
         "--probation-ms", "--admin-token", "--admin-trusted", "--admin-allow-dir",
-        "--admin-allow-host", "--workers", "--pid-file",
+        "--admin-allow-host", "--workers", "--pid-file", "--config",
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (strcmp(name, names[i]) == 0)
@@ -324,6 +330,7 @@ static inline void ex_parse_flags(int argc, char **argv, ex_flags_t *f, const ch
             f->host = val;
         } else if (strcmp(name, port_flag) == 0) {
             ok = ex_parse_ports(val, f);
+            f->ports_given = true;
             if (ok && strcmp(port_flag, "--port") == 0 && f->n_ports != 1)
                 ok = false;
         } else if (strcmp(name, "--sleep-ms") == 0) {
@@ -346,6 +353,9 @@ static inline void ex_parse_flags(int argc, char **argv, ex_flags_t *f, const ch
         } else if (strcmp(name, "--max-draining") == 0) {
             ok = ex_parse_num(val, 63, &n) && n > 0;
             f->restart.max_draining = (int)n;
+        } else if (strcmp(name, "--config") == 0) {
+            ok = *val != '\0';
+            f->config = val;
         } else if (strcmp(name, "--workers") == 0) {
             ok = ex_parse_num(val, 64, &n) && n > 0;
             f->workers = (int)n;
@@ -412,7 +422,18 @@ static inline void ex_configure(grace_server_t *s, const ex_flags_t *f, const in
         ex_check(f, grace_enable_master(f->workers), "cannot enable master mode");
     if (f->pid_file != NULL)
         ex_check(f, grace_set_pid_file(f->pid_file), "bad --pid-file");
-    if (f->host == NULL) {
+    static bool config_loaded; /* once, however many servers the example has */
+    if (f->config != NULL && !config_loaded) {
+        char why[600];
+        config_loaded = true;
+        if (grace_config_load(f->config, why, sizeof(why)) < 0) {
+            fprintf(stderr, "%s: %s\n", f->prog, why);
+            exit(2);
+        }
+    }
+    if (f->config != NULL && !f->ports_given) {
+        /* The file gives the addresses; flags for options still apply. */
+    } else if (f->host == NULL) {
         ex_check(f, grace_server_set_ports(s, ports, n), "cannot set ports");
     } else {
         /* An IPv6 address must be bracketed before ":PORT" is added. */
@@ -432,8 +453,26 @@ static inline void ex_configure(grace_server_t *s, const ex_flags_t *f, const in
             }
         }
     }
-    if (f->has_opt)
-        ex_check(f, grace_server_set_options(s, &f->opt), "cannot set options");
+    if (f->has_opt) {
+        /* Only what the flags gave: the rest stays as it is (the file's). */
+        grace_server_options_t o;
+        grace_server_get_options(s, &o);
+        if (f->opt.client_max_body_size)
+            o.client_max_body_size = f->opt.client_max_body_size;
+        if (f->opt.max_header_bytes)
+            o.max_header_bytes = f->opt.max_header_bytes;
+        if (f->opt.read_timeout_ms)
+            o.read_timeout_ms = f->opt.read_timeout_ms;
+        if (f->opt.idle_timeout_ms)
+            o.idle_timeout_ms = f->opt.idle_timeout_ms;
+        if (f->opt.max_connections)
+            o.max_connections = f->opt.max_connections;
+        if (f->opt.tls_handshake_timeout_ms)
+            o.tls_handshake_timeout_ms = f->opt.tls_handshake_timeout_ms;
+        if (f->opt.access_log)
+            o.access_log = f->opt.access_log;
+        ex_check(f, grace_server_set_options(s, &o), "cannot set options");
+    }
 }
 
 /*

@@ -76,7 +76,8 @@ GRACE_API const char *grace_version_string(void);
     XX(ETLS, -1008, "TLS configuration error (certificate or key)")                                \
     XX(ERESTARTING, -1009, "a restart is already in progress")                                     \
     XX(EHANDEDOVER, -1010, "this process has handed over to a newer one and is draining")          \
-    XX(EMAXDRAINING, -1011, "too many old processes still draining (max_draining)")
+    XX(EMAXDRAINING, -1011, "too many old processes still draining (max_draining)")         \
+    XX(ECONFIG, -1012, "bad configuration file")
 
 #define GRACE_ERRNO_MAP(XX) GRACE_ERRNO_SYS_MAP(XX) GRACE_ERRNO_OWN_MAP(XX)
 
@@ -135,6 +136,7 @@ typedef struct {
     int64_t write_timeout_ms;    /* a stalled response write: 60000 */
     int64_t tls_handshake_timeout_ms; /* HTTPS: accept to handshake done: 10000 */
     int access_log;              /* 1: one line per request to stderr; 0 off (default) */
+    int error_log;               /* clients' bad requests and timeouts logged: 0 or 1 (default); -1 off */
     const char *server_header;   /* "Server:" value: "grace"; "" sends none */
     /* Open connections at once; a connection beyond it is answered "503
      * Service Unavailable" (Retry-After: 1) and closed, and the log says so
@@ -181,6 +183,9 @@ GRACE_API int grace_server_add_https_address(grace_server_t *s, const char *addr
 /* Set limits and timeouts (see grace_server_options_t). grace copies opt and
  * the string it points to. */
 GRACE_API int grace_server_set_options(grace_server_t *s, const grace_server_options_t *opt);
+/* The server's options as they stand, defaults filled in (server_header
+ * lives as long as the server, or until the next set_options). */
+GRACE_API void grace_server_get_options(const grace_server_t *s, grace_server_options_t *out);
 
 /* Start listening and serving without blocking. Logs one line per address,
  * "http server started listening on [:8199]". Fails, listening on nothing,
@@ -352,6 +357,10 @@ typedef struct {
     int max_draining;                     /* old processes draining at once: 8 */
     int64_t drain_idle_ms; /* draining: close a connection idle this long: 1000 (max 1 day) */
     int64_t probation_ms;  /* old process keeps its sockets while the new one proves itself: 2000 */
+    /* After a shutdown signal, keep serving this long before draining (the
+     * readiness probe says "draining" at once, so load balancers stop
+     * sending): 0 (default), max 1 hour. */
+    int64_t shutdown_delay_ms;
 } grace_restart_options_t;
 
 /* Set the process's restart options (zero fields keep defaults). Call before
@@ -405,6 +414,31 @@ GRACE_API int grace_restart_full(const char *new_exe_path);
  * restarts, as in gf. */
 GRACE_API int grace_server_restart(grace_server_t *s, const char *new_exe_path);
 GRACE_API int grace_server_reload(grace_server_t *s, const char *new_exe_path);
+
+/* ---- Health probes -------------------------------------------------------------
+ * For load balancers and Kubernetes: GET ready_pattern answers 200 "ready"
+ * while the server takes new work, and 503 "draining" from the moment a
+ * drain (a restart's, or a shutdown's, shutdown_delay_ms included) begins;
+ * GET live_pattern answers 200 "alive" while the process runs. Neither needs
+ * authentication or reveals anything. NULL for either: not registered. */
+GRACE_API int grace_server_enable_probes(grace_server_t *s, const char *ready_pattern,
+                                         const char *live_pattern);
+
+/* ---- Configuration file (SPEC B7) ------------------------------------------
+ * gf's config.yaml: a `server` section for the default server (and the
+ * process: graceful, gracefulTimeout, gracefulShutdownTimeout, pidFile,
+ * master, workers, ...), `server.NAME` sections (or NAME mappings inside
+ * `server`) for named servers, whose values override the default section's.
+ * docs/operations.md lists every key. path NULL: $GRACE_CONFIG, else
+ * ./config.yaml, else ./config/config.yaml, else nothing. Call before
+ * starting servers; the program's own calls made before it are overridden
+ * where the file gives a value, calls made after it override the file.
+ * Returns 1 (a file was applied), 0 (no file found; path was NULL), or
+ * GRACE_ECONFIG with why (file, line, key, value, what is expected), e.g.
+ *   config.yaml:12: server.readTimeout: "6O s" is not a duration (like "60s", ...)
+ * In a process started by a graceful restart, the old process gets why too
+ * and rolls back with it. Uses libyaml. */
+GRACE_API int grace_config_load(const char *path, char *why, size_t why_len);
 
 /* ---- Master mode and supervisors (SPEC G6, B3) ------------------------------
  * Master mode (gf v1's): the program runs as a small master that owns the
@@ -500,7 +534,10 @@ typedef struct {
     const char *const *allowed_hosts;
 } grace_admin_options_t;
 
-/* gf's EnableAdmin: pattern NULL or "" for "/debug/admin". */
+/* gf's EnableAdmin: pattern NULL or "" for "/debug/admin". Enabling it
+ * again on the same server with the same pattern replaces its settings (a
+ * configuration file adding a token to the page the program enabled);
+ * another pattern: GRACE_EEXIST. */
 GRACE_API int grace_server_enable_admin(grace_server_t *s, const char *pattern);
 GRACE_API int grace_server_enable_admin_ex(grace_server_t *s, const grace_admin_options_t *opt);
 

@@ -4,8 +4,11 @@
 #   scripts/deps.sh [build|test|bench]...      (default: build)
 #
 #   build  compiler and build tools: gcc, make, cmake, pkg-config
-#   test   build + clang (warning check) + python3-pytest, python3-requests
-#          (black-box tests) + curl and wrk (real clients across restarts)
+#   test   build + clang and lld (warning check, ASan, libFuzzer) + python3-pytest,
+#          python3-requests (black-box tests) + curl and wrk (real clients
+#          across restarts) + valgrind (make test-valgrind) + systemd
+#          (systemd-socket-activate) and util-linux (unshare) for the
+#          supervisor tests
 #   bench  build + wrk (load generator) + nginx-light (the peer we compare
 #          with) + python3-matplotlib (plots); linux-perf if it can be had
 #
@@ -19,12 +22,13 @@
 set -euo pipefail
 
 usage() {
-    sed -n '2,11s/^# \{0,1\}//p' "$0" >&2
+    sed -n '2,13s/^# \{0,1\}//p' "$0" >&2
     exit "${1:-2}"
 }
 
-build_pkgs=(build-essential gcc make cmake pkg-config libssl-dev openssl)
-test_pkgs=("${build_pkgs[@]}" clang python3-pytest python3-requests curl wrk chromium libclang-rt-14-dev)
+build_pkgs=(build-essential gcc make cmake pkg-config libssl-dev openssl libyaml-dev)
+test_pkgs=("${build_pkgs[@]}" clang lld python3-pytest python3-requests curl wrk chromium libclang-rt-14-dev
+           valgrind systemd util-linux)
 bench_pkgs=("${build_pkgs[@]}" wrk nginx-light python3-matplotlib)
 bench_optional=(linux-perf) # perf stat for the benchmark, when the kernel allows
 

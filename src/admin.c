@@ -691,6 +691,21 @@ int grace_server_enable_admin_ex(grace_server_t *s, const grace_admin_options_t 
     admin_t *a = admin_new(opt ? opt : &defaults, &r);
     if (a == NULL)
         return r;
+    admin_t *had = s->admin;
+    if (had) {
+        /* Enabled again (the program, then its configuration file): the
+         * same page with the new settings; another pattern is refused. */
+        if (strcmp(had->pattern, a->pattern) != 0) {
+            admin_free(a);
+            return GRACE_EEXIST;
+        }
+        admin_t old = *had;
+        *had = *a;
+        *a = old;
+        admin_free(a);
+        return 0;
+    }
+    s->admin = a;
     /* The guard goes in first: if a route below cannot be added, the routes
      * that were are still guarded. From here on a is owned by the server. */
     r = grace_server_use(s, a->pattern, guard, a);

@@ -71,7 +71,8 @@ static int sniff_tls(grace__conn_t *c)
         snprintf(why, sizeof why, "plain HTTP sent to an HTTPS port");
     else
         snprintf(why, sizeof why, "not TLS (first byte 0x%02x) sent to an HTTPS port", first);
-    grace__log_bad_input(c->client_ip, http ? 400 : 0, why, sample, n);
+    if (c->server->opt.error_log >= 0)
+        grace__log_bad_input(c->client_ip, http ? 400 : 0, why, sample, n);
     if (http)
         grace__buf_append(&c->out, answer, sizeof answer - 1);
     grace__tls_free(c->ssl); /* no close_notify: there is no TLS session */
@@ -176,7 +177,9 @@ static void queue_error(grace__conn_t *c, int status)
 
 static void bad_input(grace__conn_t *c, int status)
 {
-    grace__log_bad_input(c->client_ip, status, grace__status_text(status), c->in.ptr, c->in.len);
+    if (c->server->opt.error_log >= 0) /* (errorLogEnabled: false turns these off) */
+        grace__log_bad_input(c->client_ip, status, grace__status_text(status), c->in.ptr,
+                             c->in.len);
     queue_error(c, status);
 }
 
@@ -630,8 +633,9 @@ bool grace__conn_tick(grace__conn_t *c, int64_t now)
             grace_log("TLS handshake with %s not done within %lld ms: connection closed",
                       c->client_ip, (long long)c->server->opt.tls_handshake_timeout_ms);
         if (c->req_started && c->out.len == c->out_off && !c->lingering && !c->close_after_write) {
-            grace_log("request from %s timed out after %lld ms", c->client_ip,
-                      (long long)c->server->opt.read_timeout_ms);
+            if (c->server->opt.error_log >= 0)
+                grace_log("request from %s timed out after %lld ms", c->client_ip,
+                          (long long)c->server->opt.read_timeout_ms);
             grace__response_error(&c->out, 408, c->server->server_header);
             if (grace__conn_flush(c) == 1) {
                 /* Sent: FIN, then discard what the client still sends for a

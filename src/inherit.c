@@ -255,6 +255,20 @@ void grace_ready(void)
     pthread_mutex_unlock(&in.mu);
 }
 
+void grace__parent_fail(const char *why)
+{
+    pthread_mutex_lock(&in.mu);
+    if (in.parent_fd >= 0 && !in.ready_sent) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "fail %.580s\n", why);
+        for (char *p = msg + 5; *p && p[1]; p++) /* one line */
+            if (*p == '\n' || *p == '\r')
+                *p = ' ';
+        tell_parent(msg);
+    }
+    pthread_mutex_unlock(&in.mu);
+}
+
 void grace__parent_handed_over(void)
 {
     pthread_mutex_lock(&in.mu);

@@ -228,6 +228,9 @@ typedef enum { GRACE__ROLE_ALONE = 0, GRACE__ROLE_MASTER, GRACE__ROLE_CHILD } gr
 grace__role_t grace__role(void);
 void grace__set_role_master(void); /* (does nothing in a child) */
 pid_t grace__master_pid(void);     /* a child's master, else 0 */
+/* A process started by a restart (or a master's child) that cannot start:
+ * tell the parent why ("fail WHY"), so its rollback says it. */
+void grace__parent_fail(const char *why);
 /* A child: one request line to the master, and its one-line answer into
  * reply (NUL-terminated). 0 or a negative error (-ETIMEDOUT, -EPIPE). */
 int grace__parent_ask(const char *request, char *reply, size_t cap, int64_t timeout_ms);
@@ -333,6 +336,7 @@ struct grace_server {
     atomic_int_fast64_t drain_idle_ms;  /* draining: close connections idle this long */
     char *cert_path, *key_path;         /* HTTPS, set by enable_https */
     SSL_CTX *tls_ctx;                   /* built at start */
+    void *admin;                        /* admin.c's settings, once enabled */
     struct grace_server *next;          /* process list (server.c) */
 };
 
@@ -393,7 +397,8 @@ void grace__engine_sync_listeners(void);
 /* lifecycle.c: the process's life (see the file). */
 int grace__lifecycle_start(void);                  /* first server start: engine, signals */
 void grace__lifecycle_started(grace_server_t *s);  /* s runs: count it */
-void grace__lifecycle_set_drain(int64_t shutdown_timeout_ms, int64_t idle_ms);
+void grace__lifecycle_set_drain(int64_t shutdown_timeout_ms, int64_t idle_ms, int64_t delay_ms);
+bool grace__lifecycle_stopping(void); /* a delayed shutdown is under way */
 void grace__drain_begin(void);                     /* start the drain limit's clock */
 void grace__drain_all(void);                       /* drain every running server */
 bool grace__is_draining(void);
@@ -438,6 +443,11 @@ void grace__env_free(char **env);
 void grace__pid_file_write(pid_t pid); /* atomically; nothing if no PID file is set */
 void grace__pid_file_remove(void);     /* if it names this process */
 void grace__supervisor_quiet(void);    /* a master's child: never notify or write */
+/* For gracectl: the last restart's outcome beside the PID file (pid > 0:
+ * ok; else failed, why); an executable gracectl asked the next SIGUSR1 to
+ * restart to (an absolute path, taken once). */
+void grace__outcome_write(int pid, const char *why);
+bool grace__exe_request_take(char *out, size_t cap);
 void grace__notify(const char *fmt, ...) GRACE_PRINTF(1, 2); /* $NOTIFY_SOCKET */
 uint64_t grace__monotonic_usec(void);
 /* A socket systemd passed that listens on l's address (or is named like the

@@ -39,6 +39,8 @@ static struct {
     atomic_int_fast64_t deadline_ms;   /* monotonic; 0: not draining */
     atomic_int_fast64_t probation_ms;  /* monotonic end of a restart's probation; 0: none */
     void (*master_run)(void);          /* master mode: what grace_wait() runs */
+    int64_t shutdown_delay_ms;         /* restart option shutdown_delay_ms */
+    atomic_int_fast64_t stop_at_ms;    /* a delayed shutdown drains then; 0: none */
 } lc = {
     .mu = PTHREAD_MUTEX_INITIALIZER,
     .cond = PTHREAD_COND_INITIALIZER,
@@ -46,12 +48,18 @@ static struct {
     .drain_idle_ms = 1000,
 };
 
-void grace__lifecycle_set_drain(int64_t shutdown_timeout_ms, int64_t idle_ms)
+void grace__lifecycle_set_drain(int64_t shutdown_timeout_ms, int64_t idle_ms, int64_t delay_ms)
 {
     pthread_mutex_lock(&lc.mu);
     lc.shutdown_timeout_ms = shutdown_timeout_ms;
+    lc.shutdown_delay_ms = delay_ms;
     atomic_store(&lc.drain_idle_ms, idle_ms);
     pthread_mutex_unlock(&lc.mu);
+}
+
+bool grace__lifecycle_stopping(void)
+{
+    return atomic_load(&lc.stop_at_ms) != 0;
 }
 
 /* ---- Stopping ------------------------------------------------------------------ */
@@ -111,8 +119,13 @@ static void conn_closed(grace_server_t *s)
 /* Engine tick (monitor thread, every few ms): past the drain limit, stop
  * waiting for what is left; grace_wait() returns and the process exits,
  * which closes the remaining connections. Never during a probation. */
+static void drain_now(void);
+
 static void tick(int64_t now)
 {
+    int64_t stop_at = atomic_load(&lc.stop_at_ms);
+    if (stop_at > 0 && now >= stop_at && atomic_compare_exchange_strong(&lc.stop_at_ms, &stop_at, -1))
+        drain_now(); /* the shutdown delay is over */
     int64_t deadline = atomic_load(&lc.deadline_ms);
     if (deadline == 0 || now < deadline || in_probation())
         return;
@@ -219,11 +232,20 @@ bool grace__is_draining(void)
     return atomic_load(&lc.deadline_ms) != 0;
 }
 
-/* Shut this process's servers down (a signal, or the master's request). */
+static void drain_now(void)
+{
+    grace__drain_begin();
+    grace__drain_all();
+}
+
+/* Shut this process's servers down (a signal, or the master's request):
+ * after shutdown_delay_ms if one is set -- meanwhile every request is served
+ * and the readiness probe says "draining", so load balancers stop sending --
+ * then drain. */
 static void shutdown_here(void)
 {
-    if (grace__is_draining()) {
-        /* Asked again while draining: the operator wants it over now. */
+    if (grace__is_draining() || atomic_load(&lc.stop_at_ms) != 0) {
+        /* Asked again while going down: the operator wants it over now. */
         grace__force_stop("shutdown requested again while draining");
         return;
     }
@@ -231,14 +253,20 @@ static void shutdown_here(void)
     bool any = false;
     for (int i = 0; i < lc.n_started; i++)
         any |= atomic_load(&lc.started[i]->state) == GRACE__SRV_RUNNING;
+    int64_t delay = lc.shutdown_delay_ms;
     pthread_mutex_unlock(&lc.mu);
     if (any) {
         grace_log("server shutting down");
         if (grace__role() == GRACE__ROLE_ALONE)
             grace__notify("STOPPING=1\nSTATUS=shutting down");
     }
-    grace__drain_begin();
-    grace__drain_all();
+    if (any && delay > 0) {
+        grace_log("serving %lld ms more before draining (shutdown_delay): readiness says draining",
+                  (long long)delay);
+        atomic_store(&lc.stop_at_ms, grace__now_ms() + delay);
+        return;
+    }
+    drain_now();
 }
 
 void grace_shutdown_all(void)

@@ -253,6 +253,7 @@ static void serve_request(int chan, pid_t from)
         } else {
             grace_log("master: graceful restart asked by child %d", (int)from);
             r = restart_children(use, &out);
+            grace__outcome_write(r, out.why);
         }
     } else {
         grace_log("master: child %d sent \"%.80s\": not understood", (int)from, line);
@@ -316,9 +317,14 @@ static void handle_command(char c, int64_t now)
 {
     grace_restart_outcome_t out = {0};
     switch (c) {
-    case CMD_RESTART:
-        restart_children(grace_executable_path(), &out);
+    case CMD_RESTART: {
+        char exe[4096]; /* gracectl --exe left one beside the PID file */
+        int r = restart_children(grace__exe_request_take(exe, sizeof exe) ? exe
+                                                                           : grace_executable_path(),
+                                 &out);
+        grace__outcome_write(r, out.why);
         break;
+    }
     case CMD_FULL:
         snprintf(ms.full_exe, sizeof ms.full_exe, "%s", grace_executable_path());
         ms.stopping = true;

@@ -50,7 +50,7 @@ static struct {
     atomic_bool full_pending;              /* a full restart waits for the drain */
 } rs = {
     .mu = PTHREAD_MUTEX_INITIALIZER,
-    .opt = {0, 30000, 5000, 8, 1000, 2000},
+    .opt = {0, 30000, 5000, 8, 1000, 2000, 0},
 };
 
 static void on_restart_signal(int sig);
@@ -72,7 +72,8 @@ int grace_set_restart_options(const grace_restart_options_t *o)
 {
     if (o == NULL || o->graceful_timeout_ms < 0 || o->graceful_shutdown_timeout_ms < 0 ||
         o->max_draining < 0 || o->max_draining >= MAX_DRAINERS || o->drain_idle_ms < 0 ||
-        o->drain_idle_ms > 86400000 || o->probation_ms < 0)
+        o->drain_idle_ms > 86400000 || o->probation_ms < 0 || o->shutdown_delay_ms < 0 ||
+        o->shutdown_delay_ms > 3600000)
         return GRACE_EINVAL;
     pthread_mutex_lock(&rs.mu);
     rs.opt.graceful = o->graceful != 0;
@@ -86,7 +87,10 @@ int grace_set_restart_options(const grace_restart_options_t *o)
         rs.opt.drain_idle_ms = o->drain_idle_ms;
     if (o->probation_ms)
         rs.opt.probation_ms = o->probation_ms;
-    grace__lifecycle_set_drain(rs.opt.graceful_shutdown_timeout_ms, rs.opt.drain_idle_ms);
+    if (o->shutdown_delay_ms)
+        rs.opt.shutdown_delay_ms = o->shutdown_delay_ms;
+    grace__lifecycle_set_drain(rs.opt.graceful_shutdown_timeout_ms, rs.opt.drain_idle_ms,
+                               rs.opt.shutdown_delay_ms);
     pthread_mutex_unlock(&rs.mu);
     return 0;
 }
@@ -272,6 +276,7 @@ out:
         grace_log("restart failed: %s; this process keeps serving", out->why);
     if (r < 0 && out->retry_after_s == 0)
         grace__notify("READY=1\nSTATUS=restart failed: %s", out->why);
+    grace__outcome_write(r, out->why);
     pthread_mutex_unlock(&rs.mu);
     return r;
 }
@@ -425,14 +430,16 @@ static void on_restart_signal(int sig)
 {
     grace_log("received signal %d (%s): %s restart", sig, strsignal(sig),
               sig == SIGUSR1 ? "graceful" : "full");
+    char exe[4096];
+    const char *to = grace__exe_request_take(exe, sizeof exe) ? exe : NULL; /* (gracectl --exe) */
     if (sig == SIGUSR2) {
-        grace_restart_full(NULL);
+        grace_restart_full(to);
         return;
     }
     if (!rs.opt.graceful) {
         grace_log("SIGUSR1: graceful restart is off (graceful = 0): doing a full restart");
-        grace_restart_full(NULL);
+        grace_restart_full(to);
         return;
     }
-    grace_reload(NULL);
+    grace_reload(to);
 }

@@ -300,6 +300,12 @@ int grace_server_set_options(grace_server_t *s, const grace_server_options_t *o)
     return 0;
 }
 
+void grace_server_get_options(const grace_server_t *s, grace_server_options_t *out)
+{
+    *out = s->opt;
+    out->server_header = s->server_header;
+}
+
 int grace_server_bind_handler(grace_server_t *s, const char *pattern, grace_handler_cb fn,
                               void *user)
 {

@@ -210,7 +210,7 @@ static int wait_ready(pid_t pid, int ready_r, int64_t timeout_ms, char pending[6
                       size_t why_len)
 {
     int64_t deadline = grace__now_ms() + timeout_ms;
-    char buf[64];
+    char buf[700]; /* "ready PID", or "fail WHY" */
     size_t len = 0;
     for (;;) {
         int64_t left = deadline - grace__now_ms();
@@ -237,6 +237,13 @@ static int wait_ready(pid_t pid, int ready_r, int64_t timeout_ms, char pending[6
             if (strncmp(buf, "ready ", 6) == 0 && eol) {
                 snprintf(pending, 64, "%s", eol + 1);
                 return pid;
+            }
+            if (strncmp(buf, "fail ", 5) == 0 && eol) { /* it says why it cannot start */
+                *eol = '\0';
+                kill(pid, SIGKILL);
+                waitpid(pid, NULL, 0);
+                snprintf(why, why_len, "new process %d cannot start: %s", (int)pid, buf + 5);
+                return GRACE_ECHILDEXIT;
             }
             if (len < sizeof buf - 1)
                 continue;

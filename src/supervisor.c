@@ -99,6 +99,55 @@ void grace__pid_file_remove(void)
     pthread_mutex_unlock(&sv.mu);
 }
 
+/* Beside the PID file, for gracectl (tools/gracectl.c), which signals and
+ * then needs the outcome: PIDFILE.outcome holds the last restart's, one
+ * line "EPOCH_MS ok PID" or "EPOCH_MS failed WHY" (written atomically);
+ * PIDFILE.exe, if gracectl left one, names the executable the next SIGUSR1
+ * restarts to (taken and removed by that restart). */
+void grace__outcome_write(int pid, const char *why)
+{
+    pthread_mutex_lock(&sv.mu);
+    if (sv.pid_file[0] && !sv.quiet) {
+        char path[sizeof sv.pid_file + 16], tmp[sizeof sv.pid_file + 48], line[700];
+        snprintf(path, sizeof path, "%s.outcome", sv.pid_file);
+        snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+        int n = pid > 0 ? snprintf(line, sizeof line, "%lld ok %d\n",
+                                   (long long)grace__wall_ms(), pid)
+                        : snprintf(line, sizeof line, "%lld failed %.600s\n",
+                                   (long long)grace__wall_ms(), why);
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        bool ok = fd >= 0 && write(fd, line, (size_t)n) == n;
+        if (fd >= 0)
+            ok &= close(fd) == 0;
+        if (!ok || rename(tmp, path) != 0)
+            unlink(tmp);
+    }
+    pthread_mutex_unlock(&sv.mu);
+}
+
+bool grace__exe_request_take(char *out, size_t cap)
+{
+    pthread_mutex_lock(&sv.mu);
+    bool got = false;
+    if (sv.pid_file[0] && !sv.quiet) {
+        char path[sizeof sv.pid_file + 16];
+        snprintf(path, sizeof path, "%s.exe", sv.pid_file);
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd >= 0) {
+            ssize_t n = read(fd, out, cap - 1);
+            close(fd);
+            unlink(path);
+            if (n > 0) {
+                out[n] = '\0';
+                out[strcspn(out, "\r\n")] = '\0';
+                got = out[0] == '/';
+            }
+        }
+    }
+    pthread_mutex_unlock(&sv.mu);
+    return got;
+}
+
 /* ---- Notifications ---------------------------------------------------------------- */
 
 void grace__supervisor_quiet(void)
