@@ -921,6 +921,31 @@ def test_tls_connections_opened_before_a_restart_are_answered(start, pki):
     assert wait_gone(srv, p1) == 0
 
 
+def test_certificate_swapped_in_the_config_goes_live_with_a_restart(tls_servers, pki, tmp_path):
+    """The configuration file names the certificate (httpsCertPath,
+    httpsKeyPath): pointing it at another pair and restarting, under load,
+    puts the other certificate in service with no failed request."""
+    cfg = tmp_path / "config.yaml"
+
+    def write(leaf):
+        cfg.write_text(f"server:\n  graceful: true\n  httpsCertPath: \"{leaf.cert}\"\n"
+                       f"  httpsKeyPath: \"{leaf.key}\"\n")  # fmt: skip
+
+    write(pki.a)
+    srv = tls_servers.start(pki.a.cert, pki.a.key, pki.ca, "--config", str(cfg))
+    assert peer_fingerprint(srv.port, pki.ca) == pki.a.fp
+    load = TlsLoad(srv.port, pki.ca, keepalive=3, fresh=2)
+    with load:
+        assert load.wait_ok(30), load.report()
+        write(pki.b)
+        p1 = srv.pid
+        signal_restart(srv)
+        assert wait_gone(srv, p1) == 0, srv.stderr()
+        assert peer_fingerprint(srv.port, pki.ca) == pki.b.fp
+        assert load.wait_ok(30), load.report()
+    assert load.failed == 0, load.report() + "\n" + srv.stderr()
+
+
 def test_renewed_certificate_goes_live_with_a_restart(tls_servers, pki, live):
     """The recipe of docs/https.md: replace cert.pem and key.pem on disk,
     SIGUSR1: the new process serves the new certificate, under load, with
