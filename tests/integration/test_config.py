@@ -91,7 +91,30 @@ def test_server_keys_change_what_clients_see(servers, tmp_path):
     assert http("GET", srv.url("/livez")).text == "alive\n"
 
 
-def test_write_and_handshake_timeouts_and_connection_limit(servers, tmp_path):
+def test_write_timeout(servers, tmp_path):
+    """writeTimeout: an answer the client does not read is given up after 1 s:
+    the client that reads at last gets less than the whole echoed body."""
+    srv, _, _ = start(servers, tmp_path, """
+        server:
+          address: "127.0.0.1:PORT"
+          writeTimeout: "1s"
+          clientMaxBodySize: "64MB"
+        """, "inflight")  # fmt: skip
+    body = b"x" * (32 << 20)  # more than the socket buffers of both ends can hold
+    s = socket.create_connection((HOST, srv.port), timeout=10)
+    s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    time.sleep(3)  # not reading: the server's write stalls past its 1 s (not an assertion)
+    got = 0
+    try:
+        while (chunk := s.recv(1 << 20)):
+            got += len(chunk)
+    except ConnectionResetError:
+        pass
+    s.close()
+    assert got < len(body), f"the whole {got} bytes arrived: the write timeout did not act"
+
+
+def test_connection_limit_and_error_log(servers, tmp_path):
     """maxConnections answers 503 beyond its count; errorLogEnabled: false
     keeps a client's bad request out of the log."""
     srv, _, _ = start(servers, tmp_path, """

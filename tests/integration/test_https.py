@@ -946,6 +946,17 @@ def test_certificate_swapped_in_the_config_goes_live_with_a_restart(tls_servers,
     assert load.failed == 0, load.report() + "\n" + srv.stderr()
 
 
+def test_tls_handshake_timeout_from_the_config(tls_servers, pki, tmp_path):
+    """tlsHandshakeTimeout in the file: a client that connects and sends no
+    handshake is closed after it, with a log line."""
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text('server:\n  tlsHandshakeTimeout: "1s"\n')
+    srv = tls_servers.start(pki.a.cert, pki.a.key, pki.ca, "--config", str(cfg))
+    with RawConn(srv.port) as c:
+        assert c.wait_closed(timeout=10) == b""
+    srv.wait_for_line(r"TLS handshake with 127\.0\.0\.1 not done within 1000 ms")
+
+
 def test_renewed_certificate_goes_live_with_a_restart(tls_servers, pki, live):
     """The recipe of docs/https.md: replace cert.pem and key.pem on disk,
     SIGUSR1: the new process serves the new certificate, under load, with
