@@ -346,3 +346,53 @@ def test_bad_config_on_restart_rolls_back_with_its_message(grace_servers, tmp_pa
     srv.expect_exit[int(m.group(1))] = None
     assert get_pid(srv) == srv.pid
     assert os.path.exists(path)
+
+
+# ---- probes and shutdownDelay ------------------------------------------------------------
+
+
+def test_readiness_turns_false_the_moment_a_drain_starts(grace_servers, tmp_path):
+    """A keep-alive connection to the old process asks /readyz right after a
+    hand-over: "503 draining" (with Connection: close); the new process says
+    ready; /livez is alive in both."""
+    srv, _, _ = start(grace_servers, tmp_path, """
+        server:
+          address: "127.0.0.1:PORT"
+          graceful: true
+          readinessPattern: "/readyz"
+          livenessPattern: "/livez"
+        """)  # fmt: skip
+    with RawConn(srv.port) as old:
+        old.send(simple_get("/readyz"))
+        r = old.read_response()
+        assert (r.status, r.body) == (200, b"ready\n")
+        p1 = srv.pid
+        signal_restart(srv)
+        old.send(simple_get("/readyz"))
+        r = old.read_response()
+        assert (r.status, r.body) == (503, b"draining\n") and r.closes(), r
+    assert http("GET", srv.url("/readyz")).text == "ready\n"
+    assert http("GET", srv.url("/livez")).text == "alive\n"
+    assert wait_gone(srv, p1) == 0
+
+
+def test_shutdown_delay_keeps_accepting_while_readiness_says_draining(grace_servers, tmp_path):
+    """shutdownDelay 2s: after SIGTERM, /readyz says draining at once while
+    new connections are still accepted and answered; then the drain, and the
+    port refuses."""
+    srv, _, port = start(grace_servers, tmp_path, """
+        server:
+          address: "127.0.0.1:PORT"
+          shutdownDelay: "2s"
+          readinessPattern: "/readyz"
+        """)  # fmt: skip
+    mark = srv.mark()
+    srv.send_signal(signal.SIGTERM)
+    srv.wait_for_line(r"serving 2000 ms more before draining", start=mark)
+    r = http("GET", srv.url("/readyz"))
+    assert (r.status_code, r.text) == (503, "draining\n")
+    r = http("GET", srv.url("/"))  # a new connection, accepted and served
+    assert r.status_code == 200
+    assert srv.wait_exit(timeout=20) == 0
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((HOST, port), timeout=5)
