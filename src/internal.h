@@ -469,6 +469,11 @@ int grace__signals_start(void);
 /* sys.c */
 int grace__thread_detached(void *(*fn)(void *), void *arg); /* 0 or -errno */
 bool grace__is_executable_file(const char *path); /* a regular file we may execute */
+/* CPUs this process may use: its affinity mask, capped by a cgroup cpu.max
+ * quota (rounded up). At least 1. */
+int grace__usable_cpus(void);
+/* Parse a cgroup v2 cpu.max ("200000 100000" -> 2, "max 100000" -> 0). */
+int grace__cpu_quota(const char *cpu_max);
 int64_t grace__wall_ms(void); /* CLOCK_REALTIME milliseconds */
 
 /* tls.c: context (error text in why), connections, non-blocking I/O that

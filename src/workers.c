@@ -489,7 +489,9 @@ static void engine_init(void)
         ign.sa_handler = SIG_IGN;
         sigaction(SIGPIPE, &ign, NULL);
     }
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    /* One loop per CPU the process may use -- not per CPU online: in a
+     * container limited to 2 CPUs on a 64-core host, 2 loops. */
+    long n = grace__usable_cpus();
     const char *env = getenv("GRACE_LOOPS");
     if (env && atoi(env) > 0)
         n = atoi(env);
