@@ -3,7 +3,8 @@
 #
 #   scripts/deps.sh [build|test|bench]...      (default: build)
 #
-#   build  compiler and build tools: gcc, make, cmake, pkg-config
+#   build  compiler and build tools: gcc, make, cmake, pkg-config; libssl-dev,
+#          libyaml-dev; libcurl4-openssl-dev and libcjson-dev (gracectl)
 #   test   build + clang and lld (warning check, ASan, libFuzzer) + python3-pytest,
 #          python3-requests (black-box tests) + curl and wrk (real clients
 #          across restarts) + valgrind (make test-valgrind) + systemd
@@ -22,11 +23,12 @@
 set -euo pipefail
 
 usage() {
-    sed -n '2,13s/^# \{0,1\}//p' "$0" >&2
+    sed -n '2,14s/^# \{0,1\}//p' "$0" >&2
     exit "${1:-2}"
 }
 
-build_pkgs=(build-essential gcc make cmake pkg-config libssl-dev openssl libyaml-dev)
+build_pkgs=(build-essential gcc make cmake pkg-config libssl-dev openssl libyaml-dev
+            libcurl4-openssl-dev libcjson-dev)
 test_pkgs=("${build_pkgs[@]}" clang lld python3-pytest python3-requests curl wrk chromium libclang-rt-14-dev
            valgrind systemd util-linux)
 bench_pkgs=("${build_pkgs[@]}" wrk nginx-light python3-matplotlib)
