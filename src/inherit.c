@@ -18,6 +18,10 @@
  *                     the parent may watch us (its probation, restart.c):
  *                     "handed over\n" if we pass the sockets on in turn;
  *                     our exit closes it.
+ *   GRACE_FULL_RESTART "1": a full restart executed us afresh (same PID,
+ *                     no parent to tell): the outcome of that restart is
+ *                     ours to write, "ok" once we serve (grace_ready()) or
+ *                     "failed" if we cannot start (grace__parent_fail()).
  *
  * The parsers are pure (no system call), so they are fuzzed
  * (tests/fuzz/fuzz_inherit.c) and unit-tested; the new process's side --
@@ -152,8 +156,9 @@ static struct {
     bool ready_sent;
     grace__drainer_t drainers[MAX_DRAINERS];
     int n_drainers;
-    _Atomic int role; /* grace__role_t */
-    pid_t master;     /* a child's master */
+    _Atomic int role;           /* grace__role_t */
+    pid_t master;               /* a child's master */
+    atomic_bool full_restarted; /* GRACE_FULL_RESTART, until its outcome is written */
 } in = {.mu = PTHREAD_MUTEX_INITIALIZER, .parent_fd = -1};
 
 /* Only a listening stream socket is taken; anything else named in the
@@ -190,6 +195,8 @@ __attribute__((constructor)) static void inherit_init(void)
         atomic_store(&in.role, GRACE__ROLE_CHILD);
         in.master = getppid();
     }
+    atomic_store(&in.full_restarted, getenv(GRACE__ENV_FULL_RESTART) != NULL);
+    unsetenv(GRACE__ENV_FULL_RESTART);
     unsetenv(GRACE__ENV_MASTER);
     unsetenv(GRACE__ENV_LISTEN_FDS);
     unsetenv(GRACE__ENV_READY_FD);
@@ -229,6 +236,12 @@ void grace_ready(void)
         grace__pid_file_write(getpid());
         grace__notify("READY=1\nMAINPID=%ld\nSTATUS=serving", (long)getpid());
     }
+    if (alone && grace__full_restart_take()) {
+        /* Executed afresh by a full restart, and serving: it is over. (A
+         * master says so once its children serve: master.c.) */
+        grace_restart_outcome_t ok = {.pid = (int)getpid()};
+        grace__outcome_write(&ok);
+    }
     pthread_mutex_lock(&in.mu);
     if (in.ready_sent || in.parent_fd < 0) {
         in.ready_sent = true;
@@ -255,8 +268,18 @@ void grace_ready(void)
     pthread_mutex_unlock(&in.mu);
 }
 
+bool grace__full_restart_take(void)
+{
+    return atomic_exchange(&in.full_restarted, false);
+}
+
 void grace__parent_fail(const char *why)
 {
+    if (grace__full_restart_take()) { /* no parent: the outcome file says it */
+        grace_restart_outcome_t o = {0};
+        snprintf(o.why, sizeof o.why, "the program, executed afresh, cannot start: %.400s", why);
+        grace__outcome_write(&o);
+    }
     pthread_mutex_lock(&in.mu);
     if (in.parent_fd >= 0 && !in.ready_sent) {
         char msg[600];

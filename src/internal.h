@@ -190,6 +190,7 @@ int grace__router_match(const grace__router_t *r, grace_str_t method, grace_str_
 #define GRACE__ENV_READY_FD "GRACE_READY_FD"
 #define GRACE__ENV_DRAINING "GRACE_DRAINING"
 #define GRACE__ENV_MASTER "GRACE_MASTER" /* set by a master for its children */
+#define GRACE__ENV_FULL_RESTART "GRACE_FULL_RESTART" /* set by a full restart for its exec */
 
 typedef struct {
     int fd;
@@ -234,7 +235,9 @@ void grace__parent_fail(const char *why);
 /* A child: one request line to the master, and its one-line answer into
  * reply (NUL-terminated). 0 or a negative error (-ETIMEDOUT, -EPIPE). */
 int grace__parent_ask(const char *request, char *reply, size_t cap, int64_t timeout_ms);
-
+/* True once, in a program a full restart executed afresh (GRACE_FULL_RESTART):
+ * it writes that restart's outcome once it serves (a master: its children). */
+bool grace__full_restart_take(void);
 
 /* The older processes that still drain (from GRACE_DRAINING), oldest
  * first, our parent's deadline known once we said ready. */
@@ -443,10 +446,10 @@ void grace__env_free(char **env);
 void grace__pid_file_write(pid_t pid); /* atomically; nothing if no PID file is set */
 void grace__pid_file_remove(void);     /* if it names this process */
 void grace__supervisor_quiet(void);    /* a master's child: never notify or write */
-/* For gracectl: the last restart's outcome beside the PID file (pid > 0:
- * ok; else failed, why); an executable gracectl asked the next SIGUSR1 to
- * restart to (an absolute path, taken once). */
-void grace__outcome_write(int pid, const char *why);
+/* For gracectl: the last restart's outcome beside the PID file (out->pid > 0:
+ * ok; else refused if out->retry_after_s > 0, else failed); an executable
+ * gracectl asked the next restart by signal to restart to (absolute, taken once). */
+void grace__outcome_write(const grace_restart_outcome_t *out);
 bool grace__exe_request_take(char *out, size_t cap);
 void grace__notify(const char *fmt, ...) GRACE_PRINTF(1, 2); /* $NOTIFY_SOCKET */
 uint64_t grace__monotonic_usec(void);

@@ -14,13 +14,18 @@
  *                    new one fails, they are all killed and the old ones
  *                    serve on (rollback)
  *   SIGUSR2          full restart: the children drain and exit, the master
- *                    closes its sockets and executes itself afresh (same PID)
+ *                    closes its sockets and executes itself (or PIDFILE.exe)
+ *                    afresh, with the same PID
  *   SIGINT, SIGQUIT, SIGHUP, SIGTERM
  *                    the children drain and exit, then the master exits 0
  *   a child's request  (admin page, grace_restart(), grace_shutdown_all()
  *                    in a child) arrives on its channel ("restart KIND EXE",
  *                    "shutdown"); the answer goes back on it ("ok PID",
  *                    "err CODE RETRY WHY").
+ *
+ * Restarts write their outcome to PIDFILE.outcome (supervisor.c); a full
+ * restart's success is written by the master executed afresh, once its
+ * children serve.
  *
  * A child that dies unasked is replaced, after a pause that doubles with
  * every quick death (100 ms up to 10 s; reset once a child has lived 10 s):
@@ -78,6 +83,7 @@ static struct {
     int cmd[2]; /* signal thread -> master: one byte per signal */
     bool stopping;
     char full_exe[4096]; /* a full restart pending: exec this */
+    char start_why[512]; /* why the last start of a child failed */
 } ms = {.cmd = {-1, -1}};
 
 /* ---- Children -------------------------------------------------------------------- */
@@ -183,11 +189,29 @@ static void reap(int64_t now)
 
 /* ---- Restarts ----------------------------------------------------------------------- */
 
-/* New children for every slot, then the old ones drain; all or none. */
+/* A restart while the master stops: refused during a full restart (the
+ * master executed afresh takes the retry), failed during a shutdown. */
+static int refuse_stopping(grace_restart_outcome_t *out)
+{
+    bool full = ms.full_exe[0] != '\0';
+    out->retry_after_s = full ? 1 : 0;
+    snprintf(out->why, sizeof out->why, "%s",
+             full ? "a full restart is already in progress" : "the master is shutting down");
+    grace_log("master: restart %s: %s", full ? "refused" : "failed", out->why);
+    grace__outcome_write(out);
+    return full ? GRACE_ERESTARTING : GRACE_ESTATE;
+}
+
+/* New children for every slot, then the old ones drain; all or none. The
+ * outcome is written to PIDFILE.outcome. */
 static int restart_children(const char *exe, grace_restart_outcome_t *out)
 {
+    if (ms.stopping)
+        return refuse_stopping(out);
     if (!grace__is_executable_file(exe)) {
         snprintf(out->why, sizeof out->why, "%s is not an executable file", exe);
+        grace_log("master: restart failed: %s; the children serve on", out->why);
+        grace__outcome_write(out);
         return GRACE_EBADEXE;
     }
     grace_log("master: restarting the children");
@@ -208,6 +232,7 @@ static int restart_children(const char *exe, grace_restart_outcome_t *out)
         }
         grace_log("master: restart failed: %s; the children serve on", out->why);
         grace__notify("READY=1\nSTATUS=restart failed: %s", out->why);
+        grace__outcome_write(out);
         return r;
     }
     for (int i = 0; i < ms.workers; i++) {
@@ -217,7 +242,25 @@ static int restart_children(const char *exe, grace_restart_outcome_t *out)
     }
     out->pid = ms.slot[0].pid;
     grace__notify("READY=1\nSTATUS=serving (children restarted)");
+    grace__outcome_write(out);
     return out->pid;
+}
+
+/* A full restart to exe: the loop ends, the children drain, then the master
+ * executes exe (exec_afresh). A refusal or failure is written at once. */
+static int full_restart(const char *exe, grace_restart_outcome_t *out)
+{
+    if (ms.stopping)
+        return refuse_stopping(out);
+    if (!grace__is_executable_file(exe)) {
+        snprintf(out->why, sizeof out->why, "%s is not an executable file", exe);
+        grace_log("master: full restart failed: %s", out->why);
+        grace__outcome_write(out);
+        return GRACE_EBADEXE;
+    }
+    snprintf(ms.full_exe, sizeof ms.full_exe, "%s", exe);
+    ms.stopping = true;
+    return 0;
 }
 
 static void stop_children(void)
@@ -246,15 +289,9 @@ static void serve_request(int chan, pid_t from)
         ms.stopping = true;
     } else if (sscanf(line, "restart %d %4095[^\n]", &kind, exe) >= 1) {
         const char *use = exe[0] && strcmp(exe, "-") != 0 ? exe : grace_executable_path();
-        if (kind == GRACE_RESTART_FULL) {
-            grace_log("master: full restart asked by child %d", (int)from);
-            snprintf(ms.full_exe, sizeof ms.full_exe, "%s", use);
-            ms.stopping = true;
-        } else {
-            grace_log("master: graceful restart asked by child %d", (int)from);
-            r = restart_children(use, &out);
-            grace__outcome_write(r, out.why);
-        }
+        bool full = kind == GRACE_RESTART_FULL;
+        grace_log("master: %s restart asked by child %d", full ? "full" : "graceful", (int)from);
+        r = full ? full_restart(use, &out) : restart_children(use, &out);
     } else {
         grace_log("master: child %d sent \"%.80s\": not understood", (int)from, line);
         r = GRACE_EINVAL;
@@ -296,8 +333,8 @@ static int start_due(int64_t now)
         if (s->pid > 0 || s->start_at_ms == 0)
             continue;
         if (now >= s->start_at_ms) {
-            char why[512];
-            if (start_child(s, s->exe, why, sizeof why) == 0)
+            char *why = ms.start_why;
+            if (start_child(s, s->exe, why, sizeof ms.start_why) == 0)
                 continue;
             s->quick_deaths++;
             int64_t pause = BACKOFF_FIRST_MS << (s->quick_deaths - 1 < 7 ? s->quick_deaths - 1 : 7);
@@ -313,26 +350,20 @@ static int start_due(int64_t now)
     return next < 0 ? -1 : (int)(next > 1000 ? 1000 : next);
 }
 
+/* A signal's command (also while the children stop: a restart is refused). */
 static void handle_command(char c, int64_t now)
 {
     grace_restart_outcome_t out = {0};
-    switch (c) {
-    case CMD_RESTART: {
-        char exe[4096]; /* gracectl --exe left one beside the PID file */
-        int r = restart_children(grace__exe_request_take(exe, sizeof exe) ? exe
-                                                                           : grace_executable_path(),
-                                 &out);
-        grace__outcome_write(r, out.why);
-        break;
-    }
-    case CMD_FULL:
-        snprintf(ms.full_exe, sizeof ms.full_exe, "%s", grace_executable_path());
+    char exe[4096]; /* gracectl --exe left one beside the PID file */
+    if (c == CMD_RESTART || c == CMD_FULL) {
+        const char *use = grace__exe_request_take(exe, sizeof exe) ? exe : grace_executable_path();
+        if (c == CMD_FULL)
+            full_restart(use, &out);
+        else
+            restart_children(use, &out);
+    } else if (c == CMD_STOP) {
         ms.stopping = true;
-        break;
-    case CMD_STOP:
-        ms.stopping = true;
-        break;
-    default:
+    } else {
         reap(now);
     }
 }
@@ -387,10 +418,22 @@ static void wait_children(void)
         if (poll(&pfd, 1, 50) > 0) {
             char c;
             while (read(ms.cmd[0], &c, 1) == 1)
-                if (c == CMD_CHILD)
-                    reap(grace__now_ms());
+                handle_command(c, grace__now_ms()); /* a restart is refused now */
         }
     }
+}
+
+/* Executed afresh by a full restart, with the children started (start_child
+ * waits for each one's ready): that restart's outcome, ok with the same PID. */
+static void full_restart_done(void)
+{
+    grace_restart_outcome_t out = {.pid = (int)getpid()};
+    for (int i = 0; i < ms.workers; i++)
+        out.pid = ms.slot[i].pid > 0 ? out.pid : 0;
+    snprintf(out.why, sizeof out.why, /* (unused when ok) */
+             "master executed afresh, but a child did not start: %.400s; it keeps trying",
+             ms.start_why);
+    grace__outcome_write(&out);
 }
 
 static void master_run(void)
@@ -406,19 +449,26 @@ static void master_run(void)
     grace__pid_file_write(getpid());
     grace__notify("READY=1\nMAINPID=%ld\nSTATUS=serving (%d children)", (long)getpid(),
                   ms.workers);
+    if (grace__full_restart_take())
+        full_restart_done();
     while (!ms.stopping)
         loop_once();
     grace__notify("STOPPING=1\nSTATUS=stopping");
     wait_children();
-    if (ms.full_exe[0]) {
+    if (ms.full_exe[0]) { /* the master executed afresh writes the outcome */
         grace_log("master: executing %s afresh", ms.full_exe);
         grace__lifecycle_close_listeners();
         grace__activated_pass_on();
-        char **env = grace__env_build(NULL, 0);
+        static const char *const flag[] = {GRACE__ENV_FULL_RESTART "=1"};
+        char **env = grace__env_build(flag, 1);
         char *const *argv = grace__argv();
         char *fallback[2] = {ms.full_exe, NULL};
         execve(ms.full_exe, argv ? argv : fallback, env);
-        grace_log("master: cannot execute %s: %s; exiting", ms.full_exe, strerror(errno));
+        grace_restart_outcome_t out = {0};
+        snprintf(out.why, sizeof out.why, "cannot execute %.400s: %s; the master exited",
+                 ms.full_exe, strerror(errno));
+        grace_log("master: %s", out.why);
+        grace__outcome_write(&out);
         _exit(1);
     }
     grace__pid_file_remove();

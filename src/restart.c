@@ -6,6 +6,7 @@
  *  1. may_restart: refused, nothing changed, when another restart runs, this
  *     process has already handed over, the servers shut down, the
  *     executable is not one, or max_draining old processes still drain.
+ *     Every outcome, refusals too, goes to PIDFILE.outcome for gracectl.
  *  2. spawn.c starts the new process with every listening socket and a
  *     socket to say "ready" on; the live older drainers go along
  *     (GRACE_DRAINING), so the count survives generations.
@@ -19,7 +20,9 @@
  *  4. Not ready, or gone: spawn.c has killed and reaped it; this process
  *     keeps serving and says why (rollback).
  * Full restart drains every server, then execs the program in place (same
- * PID), which binds its ports again.
+ * PID), which binds its ports again. A refusal or failure is written to
+ * PIDFILE.outcome here; success only the program executed afresh can tell
+ * (GRACE_FULL_RESTART, inherit.c), once it serves.
  */
 #include "internal.h"
 
@@ -204,6 +207,11 @@ static int may_restart(const char *exe, drainer_t *live, int *n_live, grace_rest
                  "this process has handed over to a new one and is draining");
         return GRACE_EHANDEDOVER;
     }
+    if (atomic_load(&rs.full_pending)) { /* the program executed afresh takes the retry */
+        out->retry_after_s = 1;
+        snprintf(out->why, sizeof out->why, "a full restart is already in progress");
+        return GRACE_ERESTARTING;
+    }
     if (grace__is_draining()) {
         snprintf(out->why, sizeof out->why, "the servers are shutting down");
         return GRACE_ESTATE;
@@ -218,12 +226,30 @@ static int may_restart(const char *exe, drainer_t *live, int *n_live, grace_rest
     return 0;
 }
 
+/* The new process pid is ready: it serves from now on, this one drains. */
+static void hand_over(pid_t pid, int chan, const char *pending)
+{
+    grace__probation_start(pid, chan, pending, rs.opt.probation_ms);
+    grace__drain_begin();
+    grace__drain_all();
+    /* Once this returns, new connections reach the new process only:
+     * the loops let go of the listeners within a tick or so. */
+    grace__lifecycle_wait_released(1000);
+    grace_log("new process %d is serving; this process finishes its requests and exits", (int)pid);
+    grace__pid_file_write(pid);
+    grace__notify("MAINPID=%ld\nREADY=1\nSTATUS=serving (new process %ld)", (long)pid, (long)pid);
+    /* Our own parent may still be on probation watch: it need not
+     * take the sockets back if we exit now. */
+    grace__parent_handed_over();
+}
+
 static int graceful_restart(const char *exe, grace_restart_outcome_t *out)
 {
     if (pthread_mutex_trylock(&rs.mu) != 0) {
         out->retry_after_s = 1;
         snprintf(out->why, sizeof out->why, "a restart is already in progress");
         grace_log("restart refused: %s", out->why);
+        grace__outcome_write(out);
         return GRACE_ERESTARTING;
     }
     drainer_t live[MAX_DRAINERS];
@@ -250,22 +276,8 @@ static int graceful_restart(const char *exe, grace_restart_outcome_t *out)
     char pending[64] = "";
     r = grace__spawn_ready(&req, &chan, pending, out->why, sizeof out->why);
     if (r > 0) {
-        pid_t pid = r;
         out->pid = r;
-        grace__probation_start(pid, chan, pending, rs.opt.probation_ms);
-        grace__drain_begin();
-        grace__drain_all();
-        /* Once this returns, new connections reach the new process only:
-         * the loops let go of the listeners within a tick or so. */
-        grace__lifecycle_wait_released(1000);
-        grace_log("new process %d is serving; this process finishes its requests and exits",
-                  (int)pid);
-        grace__pid_file_write(pid);
-        grace__notify("MAINPID=%ld\nREADY=1\nSTATUS=serving (new process %ld)", (long)pid,
-                      (long)pid);
-        /* Our own parent may still be on probation watch: it need not
-         * take the sockets back if we exit now. */
-        grace__parent_handed_over();
+        hand_over(r, chan, pending);
     }
 out:
     if (r < 0 && out->why[0] == '\0')
@@ -276,7 +288,7 @@ out:
         grace_log("restart failed: %s; this process keeps serving", out->why);
     if (r < 0 && out->retry_after_s == 0)
         grace__notify("READY=1\nSTATUS=restart failed: %s", out->why);
-    grace__outcome_write(r, out->why);
+    grace__outcome_write(out);
     pthread_mutex_unlock(&rs.mu);
     return r;
 }
@@ -289,7 +301,9 @@ static void *full_restart_thread(void *arg)
 {
     (void)arg;
     grace__wait_stopped(); /* every server drained (or the drain limit passed) */
-    char **env = grace__env_build(NULL, 0);
+    /* The program executed afresh writes the outcome once it serves. */
+    static const char *const flag[] = {GRACE__ENV_FULL_RESTART "=1"};
+    char **env = grace__env_build(flag, 1);
     char *const *argv = grace__argv();
     char *fallback[2] = {full_exe, NULL};
     if (argv == NULL || argv[0] == NULL)
@@ -297,51 +311,65 @@ static void *full_restart_thread(void *arg)
     grace_log("executing %s afresh", full_exe);
     grace__activated_pass_on(); /* systemd's sockets: the same PID takes them again */
     execve(full_exe, argv, env ? env : environ);
-    grace_log("restart failed: cannot execute %s: %s; exiting", full_exe, strerror(errno));
+    grace_restart_outcome_t out = {0};
+    snprintf(out.why, sizeof out.why, "cannot execute %.400s: %s; the process exited", full_exe,
+             strerror(errno));
+    grace_log("restart failed: %s", out.why);
+    grace__outcome_write(&out);
     grace__env_free(env);
     _exit(1); /* the servers are already down: nothing to fall back to */
 }
 
-static int full_restart(const char *exe, grace_restart_outcome_t *out)
+/* Checks before a full restart; fills out and returns an error if it must
+ * not happen now. Called with rs.mu held. */
+static int may_restart_full(const char *exe, grace_restart_outcome_t *out)
 {
-    int r = 0;
-    pthread_mutex_lock(&rs.mu);
     if (!grace__is_executable_file(exe)) {
-        r = GRACE_EBADEXE;
         snprintf(out->why, sizeof out->why, "%s is not an executable file", exe);
-    } else if (grace__handed_over()) {
-        r = GRACE_EHANDEDOVER;
-        out->retry_after_s = 1;
+        return GRACE_EBADEXE;
+    }
+    out->retry_after_s = 1; /* the refusals below */
+    if (grace__handed_over()) {
         snprintf(out->why, sizeof out->why,
                  "this process has handed over to a new one and is draining");
-    } else if (atomic_load(&rs.full_pending)) {
-        r = GRACE_ERESTARTING;
-        out->retry_after_s = 1;
+        return GRACE_EHANDEDOVER;
+    }
+    if (atomic_load(&rs.full_pending)) {
         snprintf(out->why, sizeof out->why, "a full restart is already in progress");
-    } else {
+        return GRACE_ERESTARTING;
+    }
+    out->retry_after_s = 0;
+    return 0;
+}
+
+static int full_restart(const char *exe, grace_restart_outcome_t *out)
+{
+    pthread_mutex_lock(&rs.mu);
+    int r = may_restart_full(exe, out);
+    if (r == 0) {
         atomic_store(&rs.full_pending, true);
         grace__lifecycle_hold(true); /* grace_wait() must not return before the exec */
         snprintf(full_exe, sizeof full_exe, "%s", exe);
     }
     pthread_mutex_unlock(&rs.mu);
-    if (r < 0) {
-        grace_log("restart %s: %s%s", out->retry_after_s ? "refused" : "failed", out->why,
-                  out->retry_after_s ? "" : "; this process keeps serving");
-        return r;
-    }
-    grace_log("server restarting");
-    grace__notify("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=full restart",
-                  (unsigned long long)grace__monotonic_usec());
-    if (grace__thread_detached(full_restart_thread, NULL) < 0) {
+    if (r == 0) {
+        grace_log("server restarting");
+        grace__notify("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=full restart",
+                      (unsigned long long)grace__monotonic_usec());
+        if (grace__thread_detached(full_restart_thread, NULL) == 0) {
+            grace__drain_begin();
+            grace__drain_all();
+            return 0;
+        }
         atomic_store(&rs.full_pending, false);
         grace__lifecycle_hold(false);
         snprintf(out->why, sizeof out->why, "cannot start a thread");
-        grace_log("restart failed: %s; this process keeps serving", out->why);
-        return GRACE_ENOMEM;
+        r = GRACE_ENOMEM;
     }
-    grace__drain_begin();
-    grace__drain_all();
-    return 0;
+    grace_log("restart %s: %s%s", out->retry_after_s ? "refused" : "failed", out->why,
+              out->retry_after_s ? "" : "; this process keeps serving");
+    grace__outcome_write(out);
+    return r;
 }
 
 /* ---- API ----------------------------------------------------------------------- */
@@ -390,6 +418,7 @@ int grace_restart_ex(const char *new_exe_path, grace_restart_kind_t kind,
         if (!graceful) {
             snprintf(out->why, sizeof out->why, "graceful restart is off (graceful = 0)");
             grace_log("restart refused: %s", out->why);
+            grace__outcome_write(out);
             return GRACE_ESTATE;
         }
         return graceful_restart(exe, out);

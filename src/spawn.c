@@ -124,7 +124,8 @@ char **grace__env_build(const char *const *extra, size_t n_extra)
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (is_env(environ[i], GRACE__ENV_LISTEN_FDS) || is_env(environ[i], GRACE__ENV_READY_FD) ||
-            is_env(environ[i], GRACE__ENV_DRAINING) || is_env(environ[i], GRACE__ENV_MASTER))
+            is_env(environ[i], GRACE__ENV_DRAINING) || is_env(environ[i], GRACE__ENV_MASTER) ||
+            is_env(environ[i], GRACE__ENV_FULL_RESTART))
             continue;
         env[k++] = strdup(environ[i]);
     }

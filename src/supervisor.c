@@ -101,20 +101,40 @@ void grace__pid_file_remove(void)
 
 /* Beside the PID file, for gracectl (tools/gracectl.c), which signals and
  * then needs the outcome: PIDFILE.outcome holds the last restart's, one
- * line "EPOCH_MS ok PID" or "EPOCH_MS failed WHY" (written atomically);
- * PIDFILE.exe, if gracectl left one, names the executable the next SIGUSR1
- * restarts to (taken and removed by that restart). */
-void grace__outcome_write(int pid, const char *why)
+ * line (written atomically) in one of three kinds:
+ *   EPOCH_MS ok PID                a new process serves (a graceful restart:
+ *                                  the new one, or a master's new child; a
+ *                                  full restart: the same PID, written by
+ *                                  the program executed afresh)
+ *   EPOCH_MS refused RETRY_S WHY   nothing changed; a retry after RETRY_S
+ *                                  seconds can succeed
+ *   EPOCH_MS failed WHY            it failed or cannot be done (rolled back,
+ *                                  not an executable, a full restart whose
+ *                                  program cannot start); a retry alone
+ *                                  will not help
+ * WHY is one line of text for a person, never parsed.
+ * PIDFILE.exe, if gracectl left one, names the executable the next restart
+ * by signal (SIGUSR1 or SIGUSR2) restarts to (taken and removed by it). */
+void grace__outcome_write(const grace_restart_outcome_t *out)
 {
+    char line[700];
+    int n;
+    if (out->pid > 0)
+        n = snprintf(line, sizeof line, "%lld ok %d\n", (long long)grace__wall_ms(), out->pid);
+    else if (out->retry_after_s > 0)
+        n = snprintf(line, sizeof line, "%lld refused %d %.600s\n", (long long)grace__wall_ms(),
+                     out->retry_after_s, out->why[0] ? out->why : "(no reason given)");
+    else
+        n = snprintf(line, sizeof line, "%lld failed %.600s\n", (long long)grace__wall_ms(),
+                     out->why[0] ? out->why : "(no reason given)");
+    for (char *p = line; p[0] && p[1]; p++) /* one line, whatever WHY holds */
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
     pthread_mutex_lock(&sv.mu);
     if (sv.pid_file[0] && !sv.quiet) {
-        char path[sizeof sv.pid_file + 16], tmp[sizeof sv.pid_file + 48], line[700];
+        char path[sizeof sv.pid_file + 16], tmp[sizeof sv.pid_file + 48];
         snprintf(path, sizeof path, "%s.outcome", sv.pid_file);
         snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
-        int n = pid > 0 ? snprintf(line, sizeof line, "%lld ok %d\n",
-                                   (long long)grace__wall_ms(), pid)
-                        : snprintf(line, sizeof line, "%lld failed %.600s\n",
-                                   (long long)grace__wall_ms(), why);
         int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         bool ok = fd >= 0 && write(fd, line, (size_t)n) == n;
         if (fd >= 0)

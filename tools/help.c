@@ -16,7 +16,8 @@ const char help_exit_codes[] =
     "  3  cannot reach the target: no such PID file or process, connection refused,\n"
     "     no admin page at the URL (404)\n"
     "  4  refused for now: another restart is under way, or max_draining old\n"
-    "     processes still drain (HTTP 503 + Retry-After); retry later\n"
+    "     processes still drain (\"refused\" in PIDFILE.outcome, or HTTP 503 +\n"
+    "     Retry-After); retry later\n"
     "  5  not allowed: HTTP 403 (no or wrong token, newExeFilePath refused), or no\n"
     "     permission to signal the process\n";
 
@@ -40,7 +41,7 @@ const char help_main[] =
     "Commands:\n"
     "  status           what the program runs, since when, its last restart\n"
     "  restart          graceful restart (or --full) and its outcome: the new PID,\n"
-    "                   or why it failed\n"
+    "                   or why it failed or was refused\n"
     "  shutdown         graceful shutdown, waiting until it is over\n"
     "  rolling-restart  restart a fleet node by node through the admin URLs\n"
     "  help [COMMAND]   this text, or a command's (also: gracectl COMMAND --help)\n"
@@ -71,12 +72,15 @@ const char help_restart[] =
     "       gracectl restart [--exe PATH] --url URL [--token T] [--cacert F] [--timeout S]\n"
     "\n"
     "Restart the program gracefully and report the outcome: \"restarted: new pid N\"\n"
-    "(exit 0), or \"restart failed: WHY\" (exit 1) when the new process did not start\n"
-    "or was not ready in time and the old one serves on (rolled back). In master mode\n"
-    "the master stays and new children replace the old ones; N is a new child.\n"
+    "(exit 0); \"restart failed: WHY\" (exit 1) when the new process did not start\n"
+    "or was not ready in time and the old one serves on (rolled back); or \"refused\n"
+    "for now: WHY (retry after N s)\" (exit 4) when nothing was tried: another\n"
+    "restart is under way, or max_draining old processes still drain. In master\n"
+    "mode the master stays and new children replace the old ones; N is a new child.\n"
     "\n"
     "Local: sends SIGUSR1 (SIGUSR2 with --full) and waits for the outcome, shown as\n"
-    "it waits on a terminal. With --pid-file the outcome is read from PIDFILE.outcome;\n"
+    "it waits on a terminal. With --pid-file the outcome is read from PIDFILE.outcome\n"
+    "(grace writes one line per restart: ok, refused or failed, and why);\n"
     "with --pid alone gracectl can only watch /proc (new processes, listening\n"
     "sockets), and the reason of a failure is in the program's log.\n"
     "Remote: GET URL/restart, which answers once the outcome is known.\n"
@@ -86,8 +90,10 @@ const char help_restart[] =
     "                 handed over in PIDFILE.exe, beside the PID file, so it needs\n"
     "                 --pid-file; with --url it is the admin's newExeFilePath, an\n"
     "                 absolute path on the server in an allowed directory\n"
-    "  --full         full restart (SIGUSR2): the program drains, then executes\n"
-    "                 itself afresh with the same PID; local only\n";
+    "  --full         full restart (SIGUSR2): the program (a master too) drains,\n"
+    "                 then executes itself (or --exe) afresh with the same PID:\n"
+    "                 \"restarted (full restart): pid N serves again\" once it\n"
+    "                 serves; local only\n";
 
 const char help_shutdown[] =
     "usage: gracectl shutdown (--pid-file F | --pid N | --url URL [--token T] [--cacert F])\n"

@@ -54,18 +54,16 @@ static int exe_request(const char *pid_file, const char *exe)
     return CTL_OK;
 }
 
-/* PIDFILE.exe still there after the restart: it was not taken (a master's
- * full restart re-executes the master's own executable). Left, it would
- * steer the next restart. */
+/* PIDFILE.exe still there after the restart: no restart took it (every
+ * restart by signal does, a refused one too), so the program looks for it
+ * elsewhere -- it names its PID file by another path, a symlink -- or never
+ * handled the signal. Left, it would steer a later restart. */
 static void exe_request_cleanup(const char *pid_file, bool warn)
 {
     char path[PATH_MAX + 16];
     snprintf(path, sizeof path, "%s.exe", pid_file);
     if (unlink(path) == 0 && warn)
-        ui_line(stderr,
-                "gracectl: the restart did not take --exe (a master's full restart "
-                "re-executes the master's own executable); removed %s",
-                path);
+        ui_line(stderr, "gracectl: the program did not take --exe (%s was left); removed it", path);
 }
 
 /* ---- the target ------------------------------------------------------------------ */

@@ -3,13 +3,13 @@
  * local program (local.c sends the signal).
  *
  * With a PID file, grace keeps PIDFILE.outcome beside it (src/supervisor.c):
- * the last restart's outcome, "EPOCH_MS ok PID" or "EPOCH_MS failed WHY",
- * replaced atomically by whichever process decided it (the old process, or
- * the master). The outcome is news when the line (or the file's inode)
- * differs from the one noted before the signal. A full restart (SIGUSR2, or
- * SIGUSR1 with graceful mode off) writes no outcome; it is over when the
- * same PID rewrites the PID file, which the re-executed program does once
- * it serves again.
+ * the last restart's outcome, "EPOCH_MS ok PID", "EPOCH_MS refused RETRY_S
+ * WHY" or "EPOCH_MS failed WHY", replaced atomically by whichever process
+ * decided it (the old process, the master, or -- for a full restart that
+ * worked -- the program executed afresh, once it serves: then PID is the
+ * one gracectl signalled). The outcome is news when the line (or the
+ * file's inode) differs from the one noted before the signal. Only the
+ * kind is parsed: WHY is shown as grace wrote it.
  *
  * With only a PID, nothing reports an outcome, so gracectl watches /proc
  * (proc.c): a self-replacing process starts a child and, once the child
@@ -19,11 +19,12 @@
  * while the old ones keep listening; its reason is only in the log.
  *
  * Known limits: a restart someone else triggers at the same moment has an
- * outcome too, and gracectl reports whichever comes first. Without a PID
- * file, a helper program the application starts during the wait counts as
- * the new process if it is caught between its fork and its exec (it runs
- * the same executable then); if it then exits at once, the restart looks
- * failed. With --pid-file none of this guessing happens.
+ * outcome too -- refused, if ours is under way -- and gracectl reports
+ * whichever comes first. Without a PID file, a helper program the
+ * application starts during the wait counts as the new process if it is
+ * caught between its fork and its exec (it runs the same executable then);
+ * if it then exits at once, the restart looks failed. With --pid-file none
+ * of this guessing happens.
  */
 #include "gracectl.h"
 
@@ -41,11 +42,14 @@ typedef struct {
     char line[1024];
 } sidecar_t;
 
+typedef enum { OUTCOME_OK, OUTCOME_REFUSED, OUTCOME_FAILED } outcome_kind_t;
+
 typedef struct {
     long long at_ms;
-    bool ok;
-    long pid;
-    const char *why;
+    outcome_kind_t kind;
+    long pid;        /* ok */
+    int retry_s;     /* refused */
+    const char *why; /* refused, failed */
 } outcome_t;
 
 /* What a restart is judged against: how things were before the signal. */
@@ -55,7 +59,6 @@ struct watch {
     bool master;          /* its children run with --grace-child */
     char exe[PATH_MAX];   /* its executable */
     sidecar_t outcome;    /* PIDFILE.outcome */
-    ino_t pid_file_ino;   /* the PID file (rewritten by a full restart) */
     pid_t kids[PROC_MAX]; /* children */
     size_t n_kids;
     unsigned long lis[PROC_MAX]; /* listening sockets */
@@ -67,15 +70,6 @@ struct watch {
 };
 
 /* ---- the files beside the PID file --------------------------------------------- */
-
-static bool file_ino(const char *path, ino_t *ino)
-{
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return false;
-    *ino = st.st_ino;
-    return true;
-}
 
 static void outcome_read(const char *pid_file, sidecar_t *o)
 {
@@ -96,22 +90,21 @@ static bool outcome_parse(const char *line, outcome_t *o)
 {
     int n = 0;
     memset(o, 0, sizeof *o);
-    if (sscanf(line, "%lld ok %ld", &o->at_ms, &o->pid) == 2) {
-        o->ok = true;
+    if (sscanf(line, "%lld ok %ld", &o->at_ms, &o->pid) == 2 && o->pid > 0) {
+        o->kind = OUTCOME_OK;
+        return true;
+    }
+    if (sscanf(line, "%lld refused %d %n", &o->at_ms, &o->retry_s, &n) == 2 && n > 0) {
+        o->kind = OUTCOME_REFUSED;
+        o->why = line + n;
         return true;
     }
     if (sscanf(line, "%lld failed %n", &o->at_ms, &n) == 1 && n > 0) {
+        o->kind = OUTCOME_FAILED;
         o->why = line + n;
         return true;
     }
     return false;
-}
-
-/* A failure that a retry can undo: grace's refusals (restart.c). */
-static bool is_refusal(const char *why)
-{
-    return strstr(why, "; retry in ") || strstr(why, "already in progress") ||
-           strstr(why, "handed over to a new one");
 }
 
 void outcome_last(const char *pid_file, char *out, size_t cap)
@@ -136,8 +129,11 @@ void outcome_last(const char *pid_file, char *out, size_t cap)
     clock_gettime(CLOCK_REALTIME, &now);
     ui_duration((double)now.tv_sec - (double)o.at_ms / 1000.0 + (double)now.tv_nsec / 1e9, ago,
                 sizeof ago);
-    if (o.ok)
+    if (o.kind == OUTCOME_OK)
         snprintf(out, cap, "%s (%s ago): restarted, new pid %ld", when, ago, o.pid);
+    else if (o.kind == OUTCOME_REFUSED)
+        snprintf(out, cap, "%s (%s ago): refused: %.700s (retry after %d s)", when, ago, o.why,
+                 o.retry_s);
     else
         snprintf(out, cap, "%s (%s ago): failed: %.700s", when, ago, o.why);
 }
@@ -152,10 +148,8 @@ watch_t *watch_new(const ctl_target_t *t, pid_t pid)
     w->t = t;
     w->pid = pid;
     w->master = proc_is_master(pid);
-    if (t->pid_file) {
+    if (t->pid_file)
         outcome_read(t->pid_file, &w->outcome);
-        file_ino(t->pid_file, &w->pid_file_ino);
-    }
     proc_exe(pid, w->exe, sizeof w->exe);
     w->n_kids = proc_grace_children(pid, w->master, w->kids);
     w->n_lis = proc_listeners(pid, w->lis, PROC_MAX);
@@ -321,40 +315,40 @@ static int look_master(watch_t *w)
     return -1;
 }
 
-/* With a PID file: the new outcome line, or the PID file rewritten by
- * the same PID (a full restart); -1 while undecided. */
+/* With a PID file: the verdict of the new outcome line; -1 while there is
+ * none. A full restart's "ok" names the PID gracectl signalled: the same
+ * process serves again. (The PID file is not watched: the same PID rewrites
+ * it after a full restart too, but only the outcome tells a refusal, or why
+ * the program executed afresh could not start.) */
 static int look_files(watch_t *w)
 {
     sidecar_t now;
     outcome_read(w->t->pid_file, &now);
+    if (!now.exists ||
+        (w->outcome.exists && now.ino == w->outcome.ino && strcmp(now.line, w->outcome.line) == 0))
+        return -1;
     outcome_t o;
-    bool changed = now.exists && (!w->outcome.exists || now.ino != w->outcome.ino ||
-                                  strcmp(now.line, w->outcome.line) != 0);
-    if (changed && !outcome_parse(now.line, &o)) {
+    if (!outcome_parse(now.line, &o)) {
         snprintf(w->msg, sizeof w->msg, "%s.outcome holds \"%.200s\"", w->t->pid_file, now.line);
         return CTL_FAILED;
     }
-    if (changed && o.ok) {
-        snprintf(w->msg, sizeof w->msg, "restarted: new pid %ld", o.pid);
+    switch (o.kind) {
+    case OUTCOME_OK:
+        if (o.pid == (long)w->pid)
+            snprintf(w->msg, sizeof w->msg, "restarted (full restart): pid %ld serves again",
+                     o.pid);
+        else
+            snprintf(w->msg, sizeof w->msg, "restarted: new pid %ld", o.pid);
         return CTL_OK;
+    case OUTCOME_REFUSED:
+        snprintf(w->msg, sizeof w->msg, "refused for now: %.900s (retry after %d s)", o.why,
+                 o.retry_s);
+        return CTL_BUSY;
+    case OUTCOME_FAILED:
+        break;
     }
-    if (changed) {
-        bool later = is_refusal(o.why);
-        snprintf(w->msg, sizeof w->msg, "%s: %.900s", later ? "refused for now" : "restart failed",
-                 o.why);
-        return later ? CTL_BUSY : CTL_FAILED;
-    }
-    ino_t ino;
-    pid_t pid;
-    char why[PATH_MAX + 100];
-    if (file_ino(w->t->pid_file, &ino) && ino != w->pid_file_ino &&
-        proc_read_pid_file(w->t->pid_file, &pid, why, sizeof why) == CTL_OK && pid == w->pid &&
-        proc_alive(pid)) {
-        snprintf(w->msg, sizeof w->msg, "restarted (full restart): pid %ld serves again",
-                 (long)pid);
-        return CTL_OK;
-    }
-    return -1;
+    snprintf(w->msg, sizeof w->msg, "restart failed: %.900s", o.why);
+    return CTL_FAILED;
 }
 
 static int look(watch_t *w)
@@ -386,8 +380,7 @@ int watch_wait(watch_t *w)
     ui_wait_end(&u);
     if (code < 0) {
         snprintf(w->msg, sizeof w->msg,
-                 "no outcome within %g s: the restart may still be under way, or was refused; %s",
-                 limit, LOG_HINT);
+                 "no outcome within %g s: the restart may still be under way; %s", limit, LOG_HINT);
         code = CTL_FAILED;
     }
     ui_line(code == CTL_OK ? stdout : stderr, "%s%s", code == CTL_OK ? "" : "gracectl: ", w->msg);

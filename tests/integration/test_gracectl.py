@@ -7,7 +7,8 @@ back, a node failed), 2 usage, 3 cannot reach, 4 refused for now (503),
 5 not allowed (403).
 
 Local mode drives a program by its PID file (the outcome comes from
-PIDFILE.outcome, which grace writes) or by its PID (gracectl watches /proc);
+PIDFILE.outcome, which grace writes: "ok PID", "refused RETRY WHY" or
+"failed WHY", for full restarts too) or by its PID (gracectl watches /proc);
 URL mode uses the admin routes with a token; rolling-restart restarts three
 instances one after another under wrk, and stops at a node whose deploy is
 broken (its executable replaced by one that exits at once, as a failed
@@ -17,14 +18,17 @@ copy would leave it), leaving the nodes after it untouched.
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
 from conftest import (BUILD_DIR, HOST, SANITIZER_MARKERS, VALGRIND, VALGRIND_SLOWDOWN,
-                      sanitizer_env)  # fmt: skip
-from restarts import get_pid, line_re, log_index, wait_gone, wait_in_flight
+                      proc_descendants, sanitizer_env)  # fmt: skip
+from restarts import admin, get_pid, line_re, log_index, wait_gone, wait_in_flight
 from test_master import wait_children
 from test_restart import SlowGet
 from wrkload import Loads, Wrk
@@ -81,6 +85,53 @@ def read_pid(path):
 
 def admin_url(srv):
     return f"http://{HOST}:{srv.port}/debug/admin"
+
+
+def outcome_line(pid_file):
+    """The line grace wrote to PIDFILE.outcome (without its newline)."""
+    text = pid_file.with_name(pid_file.name + ".outcome").read_text()
+    assert text.endswith("\n") and text.count("\n") == 1, repr(text)
+    return text[:-1]
+
+
+def wait_outcome(pid_file, pattern, timeout=60.0 * VALGRIND_SLOWDOWN):
+    """Wait until PIDFILE.outcome matches pattern (the whole line); returns
+    the match. For outcomes no gracectl run waits for."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = outcome_line(pid_file)
+        except FileNotFoundError:
+            last = None
+        m = last and re.fullmatch(pattern, last)
+        if m:
+            return m
+        time.sleep(0.02)
+    pytest.fail(f"PIDFILE.outcome never matched {pattern!r}; last {last!r}")
+
+
+def wait_descendant(srv, exe, timeout=30.0):
+    """The PID of a process under srv that runs exe, once there is one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid in proc_descendants(srv.pid):
+            try:
+                if runs(pid, exe):
+                    return pid
+            except OSError:  # gone meanwhile
+                pass
+        time.sleep(0.02)
+    pytest.fail(f"no process runs {exe}\n{srv.stderr()}")
+
+
+def served_again(srv, mark):
+    """After a full restart (port 0 binds a free port afresh): aim srv at the
+    port its PID bound after log line mark."""
+    i = log_index(srv, line_re(srv.pid, r"http server started listening on \[127\.0\.0\.1:(\d+)\]"),
+                  mark)  # fmt: skip
+    assert i is not None, srv.stderr()
+    srv.ports = [int(re.search(r":(\d+)\]", srv.lines[i]).group(1))]
 
 
 # ---- the command line ---------------------------------------------------------------
@@ -222,18 +273,58 @@ def test_local_restart_to_a_new_executable(grace_servers, tmp_path):
 
 
 def test_local_full_restart_keeps_the_pid(grace_servers, tmp_path):
+    """--full: the program drains and executes itself afresh; once it serves
+    again it writes "ok PID" with its own (the same) PID, and that is what
+    gracectl reports, exit 0."""
     srv, pid_file = start_local(grace_servers, tmp_path)
     mark = srv.mark()
     r = ctl("restart", "--pid-file", pid_file, "--full")
     assert r.returncode == 0, out(r) + srv.stderr()
     assert r.stdout == f"restarted (full restart): pid {srv.pid} serves again\n", out(r)
+    assert r.stderr == "", out(r)
+    assert re.fullmatch(rf"\d+ ok {srv.pid}", outcome_line(pid_file))
     srv.wait_for_line(line_re(srv.pid, "executing .* afresh"), start=mark)
-    # Served again once gracectl says so (port 0 asked for a free port afresh).
-    i = log_index(srv, line_re(srv.pid, r"http server started listening on \[127\.0\.0\.1:(\d+)\]"),
-                  mark)  # fmt: skip
-    assert i is not None, srv.stderr()
-    srv.ports = [int(re.search(r":(\d+)\]", srv.lines[i]).group(1))]
-    assert get_pid(srv) == srv.pid
+    # Served again once gracectl says so.
+    served_again(srv, mark)
+    assert get_pid(srv) == srv.pid and read_pid(pid_file) == srv.pid
+
+    r = ctl("status", "--pid-file", pid_file)
+    assert re.search(rf"^last restart: .* ago\): restarted, new pid {srv.pid}$", r.stdout,
+                     re.M), out(r)  # fmt: skip
+
+
+def test_local_full_restart_of_a_master_to_a_new_executable(grace_servers, tmp_path):
+    """Master mode, --full --exe: the master takes PIDFILE.exe, lets its child
+    drain, executes the copy afresh (same PID) and starts its children from
+    it; once they serve it writes "ok PID", which gracectl reports (exit 0,
+    no warning). A full restart to something that is not an executable
+    fails at once, before anything stops ("failed", exit 1), and the master
+    serves on."""
+    copy = deploy_copy(tmp_path, "v2")
+    srv, pid_file = start_local(grace_servers, tmp_path, master=True)
+    old_child = get_pid(srv)
+    mark = srv.mark()
+    r = ctl("restart", "--pid-file", pid_file, "--full", "--exe", copy)
+    assert r.returncode == 0, out(r) + srv.stderr()
+    assert r.stdout == f"restarted (full restart): pid {srv.pid} serves again\n", out(r)
+    assert r.stderr == "", out(r)
+    assert re.fullmatch(rf"\d+ ok {srv.pid}", outcome_line(pid_file))
+    assert not (tmp_path / "app.pid.exe").exists()
+    srv.wait_for_line(line_re(srv.pid, f"master: executing {re.escape(str(copy))} afresh"),
+                      start=mark)  # fmt: skip
+    (child,) = wait_children(srv, 1, start=mark)
+    assert runs(srv.pid, copy) and runs(child, copy)
+    with open(f"/proc/{child}/environ", "rb") as f:  # the master's own flag stays its own
+        assert b"GRACE_FULL_RESTART" not in f.read()
+    served_again(srv, mark)
+    assert child != old_child and get_pid(srv) == child
+
+    not_exe = tmp_path / "app.pid"  # a file, not an executable
+    r = ctl("restart", "--pid-file", pid_file, "--full", "--exe", not_exe)
+    assert r.returncode == 1, out(r) + srv.stderr()
+    assert r.stderr == f"gracectl: restart failed: {not_exe} is not an executable file\n", out(r)
+    assert outcome_line(pid_file).endswith(f" failed {not_exe} is not an executable file")
+    assert get_pid(srv) == child and runs(srv.pid, copy)
 
 
 @pytest.mark.parametrize("master", [False, True], ids=["self-replacing", "master"])
@@ -265,14 +356,81 @@ def test_local_refused_for_now_exits_4(grace_servers, tmp_path):
     assert r.returncode == 0, out(r) + srv.stderr()
     r = ctl("restart", "--pid-file", pid_file)
     assert r.returncode == 4, out(r) + srv.stderr()
-    assert re.fullmatch(r"gracectl: refused for now: 1 older processes are still draining "
-                        r"\(max_draining 1\): .*; retry in \d+ s\n", r.stderr), out(r)  # fmt: skip
+    m = re.fullmatch(r"gracectl: refused for now: (1 older processes are still draining "
+                     r"\(max_draining 1\): .*; retry in (\d+) s) \(retry after \2 s\)\n",
+                     r.stderr)  # fmt: skip
+    assert m, out(r)
+    assert re.fullmatch(rf"\d+ refused {m.group(2)} {re.escape(m.group(1))}",
+                        outcome_line(pid_file))  # fmt: skip
+    r = ctl("status", "--pid-file", pid_file)
+    assert re.search(r"^last restart: .* ago\): refused: 1 older processes are still draining .*"
+                     r" \(retry after \d+ s\)$", r.stdout, re.M), out(r)  # fmt: skip
     r = ctl("restart", "--url", admin_url(srv))
     assert r.returncode == 4, out(r)
     assert re.fullmatch(r"gracectl: refused for now: 1 older processes are still draining .*"
                         r"\(HTTP 503, retry after \d+ s\)\n", r.stderr), out(r)  # fmt: skip
     resp = sleeper.result()
     assert sleeper.error is None and resp.status == 200, sleeper.error
+
+
+@pytest.mark.parametrize("master", [False, True], ids=["self-replacing", "master"])
+def test_local_restart_during_a_full_restart_is_refused(grace_servers, tmp_path, master):
+    """A full restart waits for a /sleep in flight; meanwhile another full
+    restart, or a graceful one, is refused: "refused 1 ..." in
+    PIDFILE.outcome, exit 4 with the reason and the retry. Then the first
+    one ends: the /sleep is answered and the program executed afresh
+    writes "ok PID"."""
+    srv, pid_file = start_local(grace_servers, tmp_path, "--sleep-ms",
+                                str(6000 * VALGRIND_SLOWDOWN), master=master)  # fmt: skip
+    serving = get_pid(srv)
+    sleeper = SlowGet(srv.port, "/sleep")
+    wait_in_flight(srv, serving)
+    mark = srv.mark()
+    srv.send_signal(signal.SIGUSR2)
+    srv.wait_for_line(line_re(srv.pid, "received signal 12 .*: full restart"), start=mark)
+    why = "a full restart is already in progress"
+    for extra in (["--full"], []):
+        r = ctl("restart", "--pid-file", pid_file, *extra)
+        assert r.returncode == 4, out(r) + srv.stderr()
+        assert r.stderr == f"gracectl: refused for now: {why} (retry after 1 s)\n", out(r)
+        assert re.fullmatch(rf"\d+ refused 1 {why}", outcome_line(pid_file))
+
+    resp = sleeper.result()
+    assert sleeper.error is None and resp.status == 200, sleeper.error
+    wait_outcome(pid_file, rf"\d+ ok {srv.pid}")
+    served_again(srv, mark)
+    assert srv.running() and read_pid(pid_file) == srv.pid
+
+
+def test_local_restart_while_another_is_under_way_is_refused(grace_servers, tmp_path):
+    """A restart through the admin URL to an executable that never says
+    ready holds the restart lock (its graceful timeout is long); a restart
+    by PID file meanwhile is refused -- "refused 1 a restart is already in
+    progress", exit 4. Killing the new process ends the first restart: it
+    fails, the old process serves on."""
+    srv, pid_file = start_local(grace_servers, tmp_path, "--admin-allow-dir", HELPERS,
+                                "--graceful-timeout-ms", str(300000))  # fmt: skip
+    mark = srv.mark()
+    first = {}
+
+    def restart_by_url():
+        first["r"] = admin(srv, "restart", exe=HELPERS / "never_ready", timeout=300.0)
+
+    t = threading.Thread(target=restart_by_url, daemon=True)
+    t.start()
+    srv.wait_for_line(line_re(srv.pid, "server reloading"), start=mark)
+    r = ctl("restart", "--pid-file", pid_file)
+    assert r.returncode == 4, out(r) + srv.stderr()
+    why = "a restart is already in progress"
+    assert r.stderr == f"gracectl: refused for now: {why} (retry after 1 s)\n", out(r)
+    assert re.fullmatch(rf"\d+ refused 1 {why}", outcome_line(pid_file))
+
+    new = wait_descendant(srv, HELPERS / "never_ready")
+    os.kill(new, signal.SIGKILL)
+    t.join(60)
+    assert first["r"].status_code == 500, first["r"].text
+    wait_outcome(pid_file, rf"\d+ failed new process {new} was killed by signal 9 .*")
+    assert get_pid(srv) == srv.pid
 
 
 # ---- local: by PID only ------------------------------------------------------------------
