@@ -261,9 +261,11 @@ static void shutdown_here(void)
             grace__notify("STOPPING=1\nSTATUS=shutting down");
     }
     if (any && delay > 0) {
+        /* State first, then the line: whoever reads the line (a test, an
+         * operator) finds readiness saying draining already. */
+        atomic_store(&lc.stop_at_ms, grace__now_ms() + delay);
         grace_log("serving %lld ms more before draining (shutdown_delay): readiness says draining",
                   (long long)delay);
-        atomic_store(&lc.stop_at_ms, grace__now_ms() + delay);
         return;
     }
     drain_now();
