@@ -5,9 +5,14 @@
 #   make run        install what is missing, build, run examples/basic on :8199
 #   make run-https  the same, examples/https on :8200 (CERT=F KEY=F, or self-signed)
 #   make test       install what is missing; gcc -Werror build (build-gcc/);
-#                   ASan+UBSan build (build-asan/); ctest; pytest tests/integration
+#                   ASan+UBSan build (build-asan/); ctest; pytest tests/integration;
+#                   every libFuzzer harness for 20 s (build-fuzz/)
 #   make test-gcc   gcc -Werror build only (release flags, so NDEBUG too)
-#   make bench      install what is missing, release build, bench/run.py
+#   make fuzz       the libFuzzer harnesses, FUZZ_SECONDS (60) each; crashes
+#                   in build-fuzz/crashes/ (tests/fuzz/README.md)
+#   make test-valgrind  plain debug build (build-valgrind/); pytest
+#                   tests/integration with every server under valgrind memcheck
+#   make bench      install what is missing, release build, bench/run.py, bench/report.py
 #   make soak       install what is missing, release build, bench/soak.py
 #   make install    release build, install under PREFIX (default /usr/local)
 #   make clean      remove the build directories
@@ -31,6 +36,13 @@ DEPS := bash scripts/deps.sh
 BUILD_DIR := build
 ASAN_DIR := build-asan
 WARN_DIR := build-gcc
+FUZZ_DIR := build-fuzz
+VALGRIND_DIR := build-valgrind
+
+# make fuzz: seconds per harness; harnesses run $(JOBS) at a time, one core
+# each. make test fuzzes each harness for FUZZ_TEST_SECONDS.
+FUZZ_SECONDS ?= 60
+FUZZ_TEST_SECONDS := 20
 
 # Sanitizer settings for everything `make test` runs (unit tests, and the
 # servers the integration tests start). Override on the command line.
@@ -57,7 +69,17 @@ define asan-build
 	cmake --build $(ASAN_DIR) -j$(JOBS)
 endef
 
-.PHONY: all build run run-https test test-gcc bench soak install clean format help
+# libFuzzer needs clang; RelWithDebInfo for speed (the fuzz section of
+# CMakeLists.txt keeps asserts on). Only the harnesses are built.
+define fuzz-build
+	cmake -S . -B $(FUZZ_DIR) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	    -DGRACE_FUZZ=ON -DGRACE_EXAMPLES=OFF -DGRACE_TESTS=OFF $(CMAKE_EXTRA)
+	cmake --build $(FUZZ_DIR) -j$(JOBS) --target \
+	    $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+endef
+
+.PHONY: all build run run-https test test-gcc fuzz test-valgrind bench soak install clean format \
+        help
 
 all build:
 	$(release-build)
@@ -65,7 +87,7 @@ all build:
 run:
 	$(DEPS) build
 	$(release-build)
-	exec ./$(BUILD_DIR)/examples/basic --port 8199
+	exec ./$(BUILD_DIR)/examples/basic --port 8199 --master
 
 # HTTPS on :8200 (the seed's second example). Without CERT and KEY, a test CA
 # and a certificate for localhost/127.0.0.1/::1 are made once in build/certs/
@@ -86,6 +108,12 @@ run-https:
 
 # pytest exits 5 when it collects no test; that fails `make test` like any
 # other non-zero status (there must be integration tests).
+#
+# The fuzz step is a step of its own here, not a ctest entry: the harnesses
+# need their own clang build (-fsanitize=fuzzer, optimised: build-asan is -O0,
+# which would fuzz several times slower), and a time-boxed run is not a unit
+# test. It comes last, so a finding never hides a failing test, and costs
+# about a minute and a half: 20 s per harness, two at a time on two cores.
 test:
 	$(DEPS) test
 	$(gcc-build)
@@ -94,15 +122,41 @@ test:
 	$(SAN_ENV) GRACE_BUILD_DIR=$(CURDIR)/$(ASAN_DIR) $(PYTHON) -m pytest -q tests/integration \
 	    || { rc=$$?; [ $$rc -ne 5 ] || echo "make test: pytest collected no integration test" >&2; \
 	         exit $$rc; }
+	$(fuzz-build)
+	bash tests/fuzz/run.sh $(FUZZ_DIR) $(FUZZ_TEST_SECONDS) $(JOBS)
 
 test-gcc:
 	$(DEPS) test
 	$(gcc-build)
 
+# New inputs go to build-fuzz/corpus/NAME (scratch, kept between runs), never
+# into tests/fuzz/corpus; fails if any harness finds a crash.
+fuzz:
+	$(DEPS) test
+	$(fuzz-build)
+	bash tests/fuzz/run.sh $(FUZZ_DIR) $(FUZZ_SECONDS) $(JOBS)
+
+# Not part of `make test` (about 15 minutes on two cores): the black-box suite
+# once more, against a build without sanitizers, every server under valgrind
+# memcheck (tests/integration/conftest.py, GRACE_VALGRIND). Errors or definite
+# leaks fail the test that started the server; -rs lists the few tests
+# skipped under valgrind, with their reasons.
+test-valgrind:
+	$(DEPS) test
+	cmake -S . -B $(VALGRIND_DIR) -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=Debug \
+	    -DGRACE_SANITIZE=OFF -DGRACE_WERROR=OFF $(CMAKE_EXTRA)
+	cmake --build $(VALGRIND_DIR) -j$(JOBS)
+	GRACE_VALGRIND=1 GRACE_BUILD_DIR=$(CURDIR)/$(VALGRIND_DIR) $(PYTHON) -m pytest -q -rs \
+	    tests/integration
+
+# About 3 minutes (BENCH_QUICK=1: a smoke run). Raw results go to
+# build/bench-results/DATE.json (latest.json points at the newest); the report
+# step prints the tables and draws docs/restart-under-load.png from that file.
 bench:
 	$(DEPS) bench
 	$(release-build)
 	GRACE_BUILD_DIR=$(CURDIR)/$(BUILD_DIR) $(PYTHON) bench/run.py
+	$(PYTHON) bench/report.py $(BUILD_DIR)/bench-results/latest.json
 
 # Not part of `make test`: about 1.5 minutes of load, 100 graceful restarts of
 # grace, then 100 reloads of nginx (bench/soak.py says what it measures).
@@ -117,11 +171,12 @@ install:
 	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(WARN_DIR) build-clang
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(WARN_DIR) $(FUZZ_DIR) $(VALGRIND_DIR) build-clang
 
-FORMAT_FILES = $(wildcard src/*.c src/*.h include/*.h examples/*.c tests/unit/*.c)
+FORMAT_FILES = $(wildcard src/*.c src/*.h include/*.h examples/*.c tests/unit/*.c tests/fuzz/*.c \
+                           tools/*.c tools/*.h)
 format:
 	$(if $(FORMAT_FILES),clang-format -i $(FORMAT_FILES),@echo "format: no files")
 
 help:
-	@sed -n '4,14s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+	@sed -n '4,19s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))

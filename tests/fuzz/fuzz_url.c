@@ -1,5 +1,5 @@
 /*
- * fuzz_url.c -- libFuzzer harness for grace__url_decode (src/http1.c).
+ * fuzz_url.c -- libFuzzer harness for grace__url_decode (src/url.c).
  *
  * Input: one configuration byte (bit 0: plus_is_space), then the bytes to
  * decode. They are decoded out of place (source and destination in heap

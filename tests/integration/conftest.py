@@ -72,8 +72,6 @@ _FDS_OF_VALGRIND = (
     "a close"
 )
 VALGRIND_SKIP = {
-    "test_real_clients.py::test_basic_restarted_every_second_with_a_sleep_in_flight":
-        "a restart a second; one takes longer than that under valgrind",
     "test_real_clients.py::test_restart_storm_leaves_no_zombie_no_leftover_no_leaked_fd":
         "counts hand-overs of a 5 s signal storm under wrk (few fit under valgrind) and "
         "compares descriptor lists, which include valgrind's own files, named by PID",
@@ -84,6 +82,11 @@ VALGRIND_SKIP = {
         "measures the RSS of the release build's hello with 5,000 connections",
     "test_restart.py::test_max_draining_refuses_a_restart_and_cuts_nothing": _RESTARTS_TOO_SLOW,
     "test_restart.py::test_old_process_reaps_a_new_process_that_exits_first": _RESTARTS_TOO_SLOW,
+    "test_master.py::test_seed_walkthrough_in_master_mode":
+        "compares the /proc/PID/cmdline of master and child, which under valgrind are "
+        "valgrind's own command lines (valgrind.bin OPTIONS PROGRAM ...)",
+    "test_master.py::test_child_crashing_at_start_backs_off_without_spinning":
+        "measures the master's CPU time, which valgrind multiplies",
     "test_restart.py::test_no_leaks_after_20_restarts":
         "compares the descriptors of the first and the 21st process, which hold "
         "valgrind's own files, named by PID (/tmp/valgrind_proc_PID_cmdline, ...)",
