@@ -53,18 +53,20 @@ struct grace__conn {
     int kind; /* GRACE__EV_CONN */
     int fd;
     grace__loop_t *loop;
-    grace__slab_t *slab;        /* where the struct lives (conn_pool.c) */
+    grace__slab_t *slab; /* where the struct lives (conn_pool.c) */
     grace_server_t *server;
     grace__conn_t *prev, *next; /* loop's list (or its spare list), owner only */
     grace__conn_t *next_closed; /* loop's closed list, under loop->mu */
     atomic_int busy, pending;
     bool closed;
+    bool in_epoll;       /* registered with loop->epfd (grace__conn_start) */
     bool maybe_readable; /* an event came since the last short read */
     bool close_after_write;
     bool lingering; /* write side shut, discarding input until EOF */
     bool req_started;
-    bool served;        /* answered a request (TCP_NODELAY is set on the second) */
-    bool client_closes; /* the client asked to close and sent nothing after */
+    bool served;          /* answered a request (TCP_NODELAY is set on the second) */
+    bool client_closes;   /* the client asked to close and sent nothing after */
+    bool handler_took_ms; /* the last handler ran across a millisecond tick */
     int state;
     grace__buf_t in, out;
     size_t out_off;
@@ -72,7 +74,7 @@ struct grace__conn {
     const char *head_base;     /* in.ptr when the head was parsed */
     grace__chunked_t chunked;
     int64_t req_start_ms, deadline_ms;
-    int64_t active_ms; /* last socket event, or the accept: idle since then */
+    int64_t active_ms;     /* last socket event, or the accept: idle since then */
     grace__exchange_t *ex; /* NULL while idle (trimmed) or never used */
     bool nodelay;          /* TCP_NODELAY set (once the connection is reused) */
     char client_ip[INET6_ADDRSTRLEN];
@@ -109,10 +111,10 @@ struct grace__loop {
     grace__listener_t *paused[GRACE__MAX_LISTENERS];
     int n_paused;
     int64_t resume_ms;
-    int64_t pause_ms;        /* current backoff: doubles per pause, to 1 s */
-    int64_t episode_ms;      /* when this episode of EMFILE began; 0: none */
-    long n_pauses;           /* pauses in the episode, for its log line */
-    atomic_bool fd_freed;    /* a connection of this loop closed */
+    int64_t pause_ms;     /* current backoff: doubles per pause, to 1 s */
+    int64_t episode_ms;   /* when this episode of EMFILE began; 0: none */
+    long n_pauses;        /* pauses in the episode, for its log line */
+    atomic_bool fd_freed; /* a connection of this loop closed */
 };
 
 static inline int64_t now_ms(void)
@@ -137,6 +139,7 @@ void grace__conn_trim(grace__conn_t *c);
 grace__exchange_t *grace__exchange_get(grace__conn_t *c, size_t max_headers);
 
 /* conn.c */
+void grace__conn_start(grace__conn_t *c);
 void grace__conn_event(grace__conn_t *c);
 void grace__conn_close(grace__conn_t *c);
 int grace__conn_flush(grace__conn_t *c);

@@ -70,7 +70,7 @@ static struct {
     pthread_mutex_t mu; /* spares, n_threads, listener registration */
     grace__worker_t *spares;
     int n_threads;
-    grace__engine_hooks_t hooks;      /* lifecycle.c's; set once, before the loops run */
+    grace__engine_hooks_t hooks;       /* lifecycle.c's; set once, before the loops run */
     void (*ticks[MAX_TICKS])(int64_t); /* more monitor work, set before start */
     int n_ticks;
     /* Every server whose listeners the loops serve, in start order;
@@ -170,18 +170,33 @@ static void over_limit(grace__conn_t *c)
     c->close_after_write = true;
 }
 
+/* Dotted quad, as inet_ntop writes it, without its trip through
+ * snprintf (once per connection: it showed in profiles of short ones). */
+static void ipv4_text(const unsigned char b[4], char *out)
+{
+    for (int i = 0; i < 4; i++) {
+        unsigned v = b[i];
+        if (v >= 100)
+            *out++ = (char)('0' + v / 100);
+        if (v >= 10)
+            *out++ = (char)('0' + v / 10 % 10);
+        *out++ = (char)('0' + v % 10);
+        *out++ = i < 3 ? '.' : '\0';
+    }
+}
+
 static void client_address(grace__conn_t *c, const struct sockaddr_storage *sa)
 {
     if (sa->ss_family == AF_INET6) {
         const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)sa;
         if (IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr))
-            inet_ntop(AF_INET, &a6->sin6_addr.s6_addr[12], c->client_ip, sizeof c->client_ip);
+            ipv4_text(&a6->sin6_addr.s6_addr[12], c->client_ip);
         else
             inet_ntop(AF_INET6, &a6->sin6_addr, c->client_ip, sizeof c->client_ip);
         c->client_port = ntohs(a6->sin6_port);
     } else {
         const struct sockaddr_in *a4 = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &a4->sin_addr, c->client_ip, sizeof c->client_ip);
+        ipv4_text((const unsigned char *)&a4->sin_addr, c->client_ip);
         c->client_port = ntohs(a4->sin_port);
     }
 }
@@ -230,8 +245,8 @@ static void do_accept(grace__loop_t *L, grace__listener_t *l)
         c->fd = fd;
         /* HTTPS: the handshake has its own limit, from the accept, which
          * no trickle of bytes extends (conn.c set_deadline). */
-        c->deadline_ms = c->active_ms + (c->ssl ? s->opt.tls_handshake_timeout_ms
-                                                : s->opt.idle_timeout_ms);
+        c->deadline_ms =
+            c->active_ms + (c->ssl ? s->opt.tls_handshake_timeout_ms : s->opt.idle_timeout_ms);
         client_address(c, &sa);
         if ((size_t)atomic_fetch_add(&s->n_conns, 1) >= s->opt.max_connections)
             over_limit(c);
@@ -239,11 +254,9 @@ static void do_accept(grace__loop_t *L, grace__listener_t *l)
         c->prev = &L->conns;
         L->conns.next->prev = c;
         L->conns.next = c;
-        struct epoll_event ev = {EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, {.ptr = c}};
-        if (epoll_ctl(L->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-            atomic_store(&c->busy, 1);
-            grace__conn_close(c);
-        }
+        grace__conn_start(c);
+        if (self->lost)
+            return; /* its handler ran long: another thread has this loop now */
     }
 }
 
