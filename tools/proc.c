@@ -84,8 +84,10 @@ bool proc_alive(pid_t pid)
 {
     if (pid <= 0 || (kill(pid, 0) != 0 && errno == ESRCH))
         return false;
+    /* A stat that cannot be read (the process is in the middle of an
+     * execve, as in a full restart) is a process still there. */
     stat_t st;
-    return read_stat(pid, &st) && st.state != 'Z' && st.state != 'X';
+    return !read_stat(pid, &st) || (st.state != 'Z' && st.state != 'X');
 }
 
 unsigned long long proc_reaped_faults(pid_t pid)
