@@ -29,6 +29,7 @@
  *
  * Build and run: see tests/fuzz/README.md.
  */
+#include "fuzz.h"
 #include "internal.h"
 
 #include <arpa/inet.h>
@@ -37,14 +38,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_cidr: invariant failed: %s (line %d)\n", #cond, __LINE__);       \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static const unsigned char v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 

@@ -29,20 +29,13 @@
  *
  * Build and run: see tests/fuzz/README.md.
  */
+#include "fuzz.h"
 #include "internal.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_inherit: invariant failed: %s (line %d)\n", #cond, __LINE__);    \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 enum { BIG = 2048 }; /* more than any input of -max_len 4096 can hold */
 

@@ -29,6 +29,7 @@
  *
  * Build and run: see tests/fuzz/README.md.
  */
+#include "fuzz.h"
 #include "internal.h"
 
 #include <stdint.h>
@@ -41,14 +42,6 @@ enum { LARGE_CAP = 256, REF_CAP = 8192 }; /* a field takes >= 3 bytes: REF_CAP n
 static const size_t max_table[8] = {8192, 16, 64, 256, 1024, 0, 100000, SIZE_MAX};
 
 static grace_header_t headers_a[LARGE_CAP], headers_b[LARGE_CAP], headers_ref[REF_CAP];
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_parse: invariant failed: %s (line %d)\n", #cond, __LINE__);      \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static bool is_tchar(unsigned char c)
 {

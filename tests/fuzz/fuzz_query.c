@@ -25,6 +25,7 @@
  *
  * Build and run: see tests/fuzz/README.md.
  */
+#include "fuzz.h"
 #include "internal.h"
 
 #include <stdint.h>
@@ -32,26 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_query: invariant failed: %s (line %d)\n", #cond, __LINE__);      \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
 /* ---- Reference ------------------------------------------------------------ */
-
-static int hex(uint8_t c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* Form decoding ('+' is a space); -1 when a '%' lacks two hex digits. */
 static ssize_t decode(uint8_t *out, const uint8_t *in, size_t len)
@@ -61,7 +43,7 @@ static ssize_t decode(uint8_t *out, const uint8_t *in, size_t len)
         if (in[i] == '%') {
             if (i + 2 >= len)
                 return -1;
-            const int hi = hex(in[i + 1]), lo = hex(in[i + 2]);
+            const int hi = fuzz_hex(in[i + 1]), lo = fuzz_hex(in[i + 2]);
             if (hi < 0 || lo < 0)
                 return -1;
             out[w++] = (uint8_t)(hi * 16 + lo);

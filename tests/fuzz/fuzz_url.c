@@ -10,31 +10,13 @@
  *
  * Build and run: see tests/fuzz/README.md.
  */
+#include "fuzz.h"
 #include "internal.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_url: invariant failed: %s (line %d)\n", #cond, __LINE__);        \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
-static int hex(uint8_t c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* RFC 3986 2.1 percent-decoding, written as plainly as possible. */
 static ssize_t reference(uint8_t *out, const uint8_t *in, size_t len, bool plus)
@@ -44,7 +26,7 @@ static ssize_t reference(uint8_t *out, const uint8_t *in, size_t len, bool plus)
         if (in[i] == '%') {
             if (i + 2 >= len) /* fewer than two bytes left */
                 return -1;
-            const int hi = hex(in[i + 1]), lo = hex(in[i + 2]);
+            const int hi = fuzz_hex(in[i + 1]), lo = fuzz_hex(in[i + 2]);
             if (hi < 0 || lo < 0)
                 return -1;
             out[w++] = (uint8_t)(hi * 16 + lo);
