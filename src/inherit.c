@@ -22,6 +22,9 @@
  *                     no parent to tell): the outcome of that restart is
  *                     ours to write, "ok" once we serve (grace_ready()) or
  *                     "failed" if we cannot start (grace__parent_fail()).
+ *   GRACE_TICKET_FD   a sealed memfd with the TLS session-ticket key ring:
+ *                     tickets.c reads and closes it before main() (its own
+ *                     constructor, so this file's parsers need no OpenSSL).
  *
  * The parsers are pure (no system call), so they are fuzzed
  * (tests/fuzz/fuzz_inherit.c) and unit-tested; the new process's side --

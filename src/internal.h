@@ -438,8 +438,10 @@ typedef struct {
 pid_t grace__spawn_ready(const grace__spawn_t *sp, int *chan, char pending[64], char *why,
                          size_t why_len);
 /* Our environment without grace's variables, plus extra; free with
- * grace__env_free(). NULL when out of memory. */
+ * grace__env_free(). NULL when out of memory. grace__env_afresh: the same for
+ * a full restart's exec in place (GRACE_FULL_RESTART, the ticket keys' fd). */
 char **grace__env_build(const char *const *extra, size_t n_extra);
+char **grace__env_afresh(void);
 void grace__env_free(char **env);
 
 /* supervisor.c: the PID file, systemd notifications, socket activation. */

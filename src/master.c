@@ -459,8 +459,7 @@ static void master_run(void)
         grace_log("master: executing %s afresh", ms.full_exe);
         grace__lifecycle_close_listeners();
         grace__activated_pass_on();
-        static const char *const flag[] = {GRACE__ENV_FULL_RESTART "=1"};
-        char **env = grace__env_build(flag, 1);
+        char **env = grace__env_afresh(); /* (with the ticket keys) */
         char *const *argv = grace__argv();
         char *fallback[2] = {ms.full_exe, NULL};
         execve(ms.full_exe, argv ? argv : fallback, env);

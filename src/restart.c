@@ -25,6 +25,7 @@
  * (GRACE_FULL_RESTART, inherit.c), once it serves.
  */
 #include "internal.h"
+#include "tickets.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -66,7 +67,8 @@ __attribute__((constructor)) static void restart_init(void)
      * server starts. */
     grace__signal_on(SIGUSR1, on_restart_signal);
     grace__signal_on(SIGUSR2, on_restart_signal);
-
+    /* An idle process's ticket keys rotate too (tickets.c says why). */
+    grace__engine_on_tick(grace__tickets_tick);
 }
 
 /* ---- Options and facts ------------------------------------------------------ */
@@ -301,9 +303,9 @@ static void *full_restart_thread(void *arg)
 {
     (void)arg;
     grace__wait_stopped(); /* every server drained (or the drain limit passed) */
-    /* The program executed afresh writes the outcome once it serves. */
-    static const char *const flag[] = {GRACE__ENV_FULL_RESTART "=1"};
-    char **env = grace__env_build(flag, 1);
+    /* The program executed afresh writes the outcome once it serves; its
+     * TLS clients resume their sessions (the ticket keys go along). */
+    char **env = grace__env_afresh();
     char *const *argv = grace__argv();
     char *fallback[2] = {full_exe, NULL};
     if (argv == NULL || argv[0] == NULL)

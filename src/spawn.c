@@ -6,13 +6,15 @@
  *
  * The new process gets every listening socket of every running server
  * (GRACE_LISTEN_FDS, inherit.c explains the protocol), one end of a stream
- * socket for its "ready" (GRACE_READY_FD), and what the caller adds to its
- * environment. Everything the child needs is computed before fork; between
- * fork and exec only async-signal-safe calls run. A child that exits, closes
+ * socket for its "ready" (GRACE_READY_FD), the TLS session-ticket keys in a
+ * sealed memfd made for it (GRACE_TICKET_FD, tickets.c), and what the caller
+ * adds to its environment. Everything the child needs is computed before
+ * fork; between fork and exec only async-signal-safe calls run. A child that exits, closes
  * the socket or is not ready in time is killed and reaped here, and the
  * reason is said, so the caller can roll back.
  */
 #include "internal.h"
+#include "tickets.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -125,7 +127,7 @@ char **grace__env_build(const char *const *extra, size_t n_extra)
     for (size_t i = 0; i < n; i++) {
         if (is_env(environ[i], GRACE__ENV_LISTEN_FDS) || is_env(environ[i], GRACE__ENV_READY_FD) ||
             is_env(environ[i], GRACE__ENV_DRAINING) || is_env(environ[i], GRACE__ENV_MASTER) ||
-            is_env(environ[i], GRACE__ENV_FULL_RESTART))
+            is_env(environ[i], GRACE__ENV_FULL_RESTART) || is_env(environ[i], GRACE__ENV_TICKET_FD))
             continue;
         env[k++] = strdup(environ[i]);
     }
@@ -141,13 +143,14 @@ void grace__env_free(char **env)
     free(env);
 }
 
-/* fork + exec the new process with the listening sockets and the ready pipe.
- * Returns the child's PID or a negative error. */
+/* fork + exec the new process with the listening sockets, the ready pipe
+ * and the ticket keys' memfd (-1: none). Returns the child's PID or a
+ * negative error. */
 static pid_t spawn(const char *exe, char *const *argv, const grace__buf_t *fds, int ready_w,
-                   char **env)
+                   int ticket_fd, char **env)
 {
     /* Everything the child needs is computed before fork. */
-    int keep[MAX_LISTENERS_PASSED + 1], n_keep = 0;
+    int keep[MAX_LISTENERS_PASSED + 2], n_keep = 0;
     for (const char *p = fds->ptr, *end = fds->ptr + fds->len;
          p < end && n_keep < MAX_LISTENERS_PASSED;) {
         keep[n_keep++] = atoi(p);
@@ -155,6 +158,8 @@ static pid_t spawn(const char *exe, char *const *argv, const grace__buf_t *fds, 
         p = eol ? eol + 1 : end;
     }
     keep[n_keep++] = ready_w;
+    if (ticket_fd >= 0)
+        keep[n_keep++] = ticket_fd;
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old); /* no handler runs in the child */
@@ -255,27 +260,62 @@ static int wait_ready(pid_t pid, int ready_r, int64_t timeout_ms, char pending[6
     }
 }
 
-/* The child's environment: ours, plus the listening sockets, the ready pipe
- * and the draining generations. NULL when out of memory. */
-static char **child_env(const grace__buf_t *fds, int ready_w, const char *const *more)
+/* The child's environment: ours, plus the listening sockets, the ready pipe,
+ * the ticket keys' memfd (if ticket_fd >= 0) and the draining generations.
+ * NULL when out of memory. */
+static char **child_env(const grace__buf_t *fds, int ready_w, int ticket_fd,
+                        const char *const *more)
 {
-    grace__buf_t v[2] = {{0}, {0}};
+    grace__buf_t v[3] = {{0}, {0}, {0}};
     grace__buf_appendf(&v[0], GRACE__ENV_LISTEN_FDS "=%.*s", (int)fds->len, fds->ptr);
     grace__buf_appendf(&v[1], GRACE__ENV_READY_FD "=%d", ready_w);
-    const char *extra[2 + MAX_MORE_ENV];
+    int n_v = ticket_fd >= 0 ? 3 : 2;
+    if (ticket_fd >= 0)
+        grace__buf_appendf(&v[2], GRACE__ENV_TICKET_FD "=%d", ticket_fd);
+    const char *extra[3 + MAX_MORE_ENV];
     size_t n = 0;
-    for (int i = 0; i < 2; i++) {
+    bool ok = true;
+    for (int i = 0; i < n_v; i++) {
         grace__buf_append(&v[i], "", 1); /* appendf does not terminate */
+        ok &= v[i].ptr != NULL;
         extra[n++] = v[i].ptr;
     }
     for (size_t i = 0; more && more[i] && i < MAX_MORE_ENV; i++)
         extra[n++] = more[i];
-    char **env = v[0].ptr && v[1].ptr ? grace__env_build(extra, n) : NULL;
-    for (int i = 0; i < 2; i++)
+    char **env = ok ? grace__env_build(extra, n) : NULL;
+    for (int i = 0; i < 3; i++)
         grace__buf_free(&v[i]);
     return env;
 }
 
+/* The ticket keys for a new process: a memfd, or -1 (none, or it cannot be
+ * made: the new process makes its own keys, and clients their handshakes). */
+static int ticket_fd_for_child(void)
+{
+    char why[128];
+    int fd = grace__tickets_pass_fd(why, sizeof why);
+    if (fd < -1)
+        grace_log("cannot pass the TLS session-ticket keys on (%s): the new process makes "
+                  "new ones",
+                  why);
+    return fd < 0 ? -1 : fd;
+}
+
+char **grace__env_afresh(void)
+{
+    const char *extra[2] = {GRACE__ENV_FULL_RESTART "=1", NULL};
+    char ticket[48];
+    int fd = ticket_fd_for_child();
+    /* execve follows at once: the descriptor must survive it (the only
+     * window in which another thread's fork could take it along too). */
+    if (fd >= 0 && fcntl(fd, F_SETFD, 0) == 0) {
+        snprintf(ticket, sizeof ticket, GRACE__ENV_TICKET_FD "=%d", fd);
+        extra[1] = ticket;
+    } else if (fd >= 0) {
+        close(fd);
+    }
+    return grace__env_build(extra, extra[1] ? 2 : 1);
+}
 
 /* Our argv, with extra appended when given; NULL-terminated; free() it
  * (the strings are borrowed). NULL when out of memory. */
@@ -302,7 +342,7 @@ pid_t grace__spawn_ready(const grace__spawn_t *req, int *chan_out, char pending[
 {
     grace__buf_t fds = {0};
     char **env = NULL;
-    int chan[2] = {-1, -1}; /* [0] ours, [1] the child's */
+    int chan[2] = {-1, -1}, ticket_fd = -1; /* chan: [0] ours, [1] the child's */
     char **argv = NULL;
     pid_t r;
     grace_servers_foreach(add_listener_fd, &fds);
@@ -316,13 +356,14 @@ pid_t grace__spawn_ready(const grace__spawn_t *req, int *chan_out, char pending[
         snprintf(why, why_len, "socketpair: %s", grace_strerror(r));
         goto out;
     }
-    env = child_env(&fds, chan[1], req->env);
+    ticket_fd = ticket_fd_for_child();
+    env = child_env(&fds, chan[1], ticket_fd, req->env);
     argv = child_argv(req->exe, req->extra_arg);
     if (env == NULL || argv == NULL) {
         r = GRACE_ENOMEM;
         goto out;
     }
-    r = spawn(req->exe, argv, &fds, chan[1], env);
+    r = spawn(req->exe, argv, &fds, chan[1], ticket_fd, env);
     close(chan[1]);
     chan[1] = -1;
     if (r < 0) {
@@ -335,10 +376,11 @@ pid_t grace__spawn_ready(const grace__spawn_t *req, int *chan_out, char pending[
         chan[0] = -1;
     }
 out:
-    if (chan[0] >= 0)
-        close(chan[0]);
-    if (chan[1] >= 0)
-        close(chan[1]);
+    for (int i = 0; i < 2; i++)
+        if (chan[i] >= 0)
+            close(chan[i]);
+    if (ticket_fd >= 0)
+        close(ticket_fd); /* the child has its copy, read once at its start */
     grace__env_free(env);
     free(argv);
     grace__buf_free(&fds);

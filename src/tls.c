@@ -5,8 +5,10 @@
  * The context is built when a server starts (and so again in the new process
  * of every graceful restart, which is how renewed certificate files go live):
  * TLS 1.2 and 1.3 only, forward-secret AEAD ciphers for 1.2, server cipher
- * preference, ALPN "http/1.1", no renegotiation, no compression, no session
- * tickets kept across restarts. Every failure is reported with the file and
+ * preference, ALPN "http/1.1", no renegotiation, no compression. Session
+ * tickets are sealed with grace's own key ring (tickets.c), which the next
+ * process of a restart inherits, so sessions resume across restarts and
+ * across a master's children. Every failure is reported with the file and
  * OpenSSL's reason, once, by the caller (SPEC S2; issue "HTTPS").
  *
  * Connections are non-blocking: grace__tls_read/write return -EAGAIN on
@@ -15,6 +17,7 @@
  * inside the first reads, so a slow handshake holds no thread.
  */
 #include "internal.h"
+#include "tickets.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -85,8 +88,7 @@ int grace__tls_ctx_new(const char *cert, const char *key, SSL_CTX **out, char *w
     /* A client that closes without close_notify has ended its side, not
      * attacked us: HTTP framing says whether anything was cut. */
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE |
-                                 SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET |
-                                 SSL_OP_IGNORE_UNEXPECTED_EOF);
+                                 SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20");
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
@@ -120,6 +122,8 @@ int grace__tls_ctx_new(const char *cert, const char *key, SSL_CTX **out, char *w
                  reason);
         goto fail;
     }
+    if (grace__tickets_attach(ctx, why, why_len) < 0)
+        goto fail;
     *out = ctx;
     return 0;
 fail:
