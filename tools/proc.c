@@ -24,6 +24,21 @@
 #include <string.h>
 #include <unistd.h>
 
+/* /proc/PID/NAME into buf (NUL-terminated, cut at cap - 1): its length,
+ * or -1 if it cannot be read. */
+static ssize_t read_proc(pid_t pid, const char *name, char *buf, size_t cap)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/%s", (long)pid, name);
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return -1;
+    size_t n = fread(buf, 1, cap - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return (ssize_t)n;
+}
+
 int proc_read_pid_file(const char *path, pid_t *pid, char *why, size_t why_len)
 {
     FILE *f = fopen(path, "re");
@@ -56,14 +71,9 @@ typedef struct {
  * 11, cmajflt 13, starttime 22. Returns false if there is no such process. */
 static bool read_stat(pid_t pid, stat_t *st)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
-    FILE *f = fopen(path, "re");
-    if (f == NULL)
+    char buf[1024];
+    if (read_proc(pid, "stat", buf, sizeof buf) < 0)
         return false;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
     char *p = strrchr(buf, ')');
     if (p == NULL)
         return false;
@@ -150,14 +160,11 @@ size_t proc_children(pid_t pid, pid_t *out, size_t cap)
 
 bool proc_has_arg(pid_t pid, const char *arg)
 {
-    char path[64], buf[8192];
-    snprintf(path, sizeof path, "/proc/%ld/cmdline", (long)pid);
-    FILE *f = fopen(path, "re");
-    if (f == NULL)
+    char buf[8192];
+    ssize_t got = read_proc(pid, "cmdline", buf, sizeof buf);
+    if (got < 0)
         return false;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
+    size_t n = (size_t)got;
     for (size_t i = 0; i < n; i += strlen(buf + i) + 1)
         if (strcmp(buf + i, arg) == 0)
             return true;

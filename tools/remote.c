@@ -125,18 +125,28 @@ static void print_status(const json_t *j)
     fflush(stdout);
 }
 
+/* GET base/action (base from --url) within the timeout (dflt unless
+ * --timeout): CTL_OK with *r, or what no_answer() made of it (url is
+ * named). */
+static int admin_get(const ctl_target_t *t, const char *action, double dflt, char *base,
+                     size_t base_cap, char *url, size_t url_cap, http_reply_t *r)
+{
+    int code;
+    if (admin_base(t, base, base_cap, &code) == NULL)
+        return code;
+    http_action_url(base, action, NULL, url, url_cap);
+    http_opts_t o = {t->token, t->cacert, timeout_or(t, dflt), NULL, NULL};
+    code = http_get(url, &o, r);
+    return code == CTL_OK ? CTL_OK : no_answer(url, code, r, o.timeout_s);
+}
+
 int remote_status(const ctl_target_t *t)
 {
     char base[4096], url[4200];
-    int code;
-    if (admin_base(t, base, sizeof base, &code) == NULL)
-        return code;
-    http_action_url(base, "status", NULL, url, sizeof url);
-    http_opts_t o = {t->token, t->cacert, timeout_or(t, CTL_STATUS_TIMEOUT_S), NULL, NULL};
     http_reply_t r;
-    code = http_get(url, &o, &r);
+    int code = admin_get(t, "status", CTL_STATUS_TIMEOUT_S, base, sizeof base, url, sizeof url, &r);
     if (code != CTL_OK)
-        return no_answer(url, code, &r, o.timeout_s);
+        return code;
     json_t *j = r.status == 200 ? json_parse(r.body, r.body_len) : NULL;
     if (j && json_is_number(json_get(j, "pid"))) {
         print_status(j);
@@ -229,15 +239,11 @@ static int wait_stopped(const ctl_target_t *t, const char *base)
 int remote_shutdown(const ctl_target_t *t)
 {
     char base[4096], url[4200];
-    int code;
-    if (admin_base(t, base, sizeof base, &code) == NULL)
-        return code;
-    http_action_url(base, "shutdown", NULL, url, sizeof url);
-    http_opts_t o = {t->token, t->cacert, timeout_or(t, CTL_DEFAULT_TIMEOUT_S), NULL, NULL};
     http_reply_t r;
-    code = http_get(url, &o, &r);
+    int code =
+        admin_get(t, "shutdown", CTL_DEFAULT_TIMEOUT_S, base, sizeof base, url, sizeof url, &r);
     if (code != CTL_OK)
-        return no_answer(base, code, &r, o.timeout_s);
+        return code;
     long pid;
     char msg[700];
     code = admin_answer(&r, &pid, msg, sizeof msg);
