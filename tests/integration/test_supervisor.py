@@ -190,14 +190,16 @@ UNSHARE = shutil.which("unshare")
 
 
 def test_master_as_pid_1_reaps_orphans(grace_servers):
-    """unshare --pid --fork: the master is PID 1 of a new PID namespace (a
-    container). A handler starts a process that outlives its parent; killed,
+    """unshare --pid --fork --mount-proc: the master is PID 1 of a new PID
+    namespace with its own /proc (a container; without it, /proc would
+    show the host's PIDs and LeakSanitizer, which reads /proc/self/task at
+    exit, would read another process's). A handler starts a process that outlives its parent; killed,
     it is reaped by the master (no zombie); a restart works; SIGTERM stops
     everything with exit 0."""
     if UNSHARE is None:
         pytest.fail("unshare is not installed (util-linux)")
     srv = grace_servers.start("inflight", "--port", "0", "--master",
-                              wrap=[UNSHARE, "--pid", "--fork", "--kill-child"])  # fmt: skip
+                              wrap=[UNSHARE, "--pid", "--fork", "--kill-child", "--mount-proc"])  # fmt: skip
     master_log_pid = srv.log_pids()[0]
     assert master_log_pid == 1, srv.stderr()  # PID 1 inside the namespace
     (c1,) = wait_children(srv, 1)
