@@ -66,7 +66,7 @@ struct grace__conn {
     bool req_started;
     bool served;          /* answered a request (TCP_NODELAY is set on the second) */
     bool client_closes;   /* the client asked to close and sent nothing after */
-    bool handler_took_ms; /* the last handler ran across a millisecond tick */
+    bool handler_took_ms; /* the last handler ran across a tick of now_ms() */
     int state;
     grace__buf_t in, out;
     size_t out_off;

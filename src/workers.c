@@ -88,7 +88,9 @@ void grace__handler_enter(void)
         return;
     grace__loop_t *L = w->loop;
     w->busy_seq = ++L->seq_counter;
-    atomic_store_explicit(&L->busy_start_ms, grace__now_ms(), memory_order_relaxed);
+    /* The coarse clock, as on the rest of the request path: the monitor's
+     * precise one may then see a handler up to a tick older than it is. */
+    atomic_store_explicit(&L->busy_start_ms, now_ms(), memory_order_relaxed);
     atomic_store_explicit(&L->busy_seq, w->busy_seq, memory_order_release);
 }
 
