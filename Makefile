@@ -149,9 +149,10 @@ test-valgrind:
 	GRACE_VALGRIND=1 GRACE_BUILD_DIR=$(CURDIR)/$(VALGRIND_DIR) $(PYTHON) -m pytest -q -rs \
 	    tests/integration
 
-# About 3 minutes (BENCH_QUICK=1: a smoke run). Raw results go to
-# build/bench-results/DATE.json (latest.json points at the newest); the report
-# step prints the tables and draws docs/restart-under-load.png from that file.
+# About 5.5 minutes on a quiet machine with one grace backend (epoll), 8 with
+# two (BENCH_QUICK=1: a smoke run of under 2; docs/benchmarks.md). Raw results
+# go to build/bench-results/DATE.json (latest.json points at the newest); the
+# report step prints the tables and draws docs/restart-under-load.png from it.
 bench:
 	$(DEPS) bench
 	$(release-build)

@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shlex
 import shutil
 import signal
@@ -166,6 +167,17 @@ class Window:
         return max(0.0, machine_busy_s() - self.busy - (own_cpu_s() - self.own))
 
 
+def tree_fds(root):
+    """Open file descriptors of root's tree (sockets, listeners, files)."""
+    total = 0
+    for pid in tree(root):
+        try:
+            total += len(os.listdir("/proc/%d/fd" % pid))
+        except OSError:
+            pass
+    return total
+
+
 def wait_quiet(timeout, threshold=0.10, window=0.5):
     """Wait (at most timeout s) until other programs use less than threshold
     of one CPU: builds and test suites would distort the comparison."""
@@ -189,7 +201,61 @@ def wait_quiet(timeout, threshold=0.10, window=0.5):
     return True
 
 
+def wait_for_quiet(ctx):
+    """wait_quiet for a run of bench/run.py: --quiet-timeout s, but only 5 s
+    while the machine was busy at the last wait (ctx.quiet): a machine busy
+    for long is measured busy (other_cpu_s says how busy), not waited for
+    run after run."""
+    limit = ctx.args.quiet_timeout if ctx.quiet else min(5.0, ctx.args.quiet_timeout)
+    ctx.quiet = ctx.args.quiet_timeout <= 0 or wait_quiet(limit)
+    return ctx.quiet
+
+
+def check_alive(srv):
+    if not srv.alive():
+        raise BenchError("%s died" % srv.name)
+
+
+def quiet_run(ctx, srv, seconds, run):
+    """One measured run of srv: run() -> its record, after wait_for_quiet;
+    the record gets other_cpu_s (CPU time of other programs meanwhile),
+    quiet_before and attempt. Repeated (at most --retries times) if other
+    programs used more than 20 % of a CPU during its seconds, though the
+    machine had been quiet before it."""
+    a = ctx.args
+    for attempt in range(1, a.retries + 2):
+        check_alive(srv)
+        quiet = wait_for_quiet(ctx)
+        win = Window()
+        r = run()
+        r.update(other_cpu_s=win.other_s(), quiet_before=quiet, attempt=attempt)
+        check_alive(srv)
+        if a.quiet_timeout <= 0 or not quiet or r["other_cpu_s"] <= 0.2 * seconds \
+                or attempt > a.retries:
+            return r
+        log("%s: other programs used %.2f CPU-s during the run; repeating it"
+            % (srv.name, r["other_cpu_s"]))
+
+
 # ---------------------------------------------------------------- processes
+
+def raise_nofile():
+    """Raise this process's RLIMIT_NOFILE to its hard limit (the servers
+    started later inherit it); returns the limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def cpu_list(spec):
+    """The CPUs of a taskset -c list ("1", "0,2-3") as a set."""
+    out = set()
+    for part in str(spec).split(","):
+        lo, _, hi = part.partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return out
+
 
 class Procs:
     """Every process a script starts, and the orphans it inherits as the
@@ -324,3 +390,41 @@ def versions(nginx, wrk):
             "wrk": " ".join(first_line(wrk, "-v").split()[:2]),
             "openssl": first_line(which("openssl") or "openssl", "version").split(" (")[0],
             "python": platform.python_version()}
+
+
+def source_state():
+    """The commit of the working tree and its uncommitted files under src/,
+    include/ and examples/ (what a build of it contains beyond the commit)."""
+    def git(*args):
+        try:
+            return subprocess.run(["git", "-C", ROOT] + list(args), capture_output=True,
+                                  text=True, timeout=10).stdout.rstrip("\n")
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+    changed = git("status", "--porcelain", "--", "src", "include", "examples")
+    return {"commit": git("rev-parse", "--short=12", "HEAD") or "?",
+            "uncommitted": [l[3:] for l in changed.splitlines()]}
+
+
+# ---------------------------------------------------------------- results
+
+def results_path(out):
+    """--out, or BUILD/bench-results/DATE.json."""
+    if out:
+        return os.path.abspath(out)
+    return os.path.join(BUILD, "bench-results", time.strftime("%Y%m%d-%H%M%S.json"))
+
+
+def save(results, path, link):
+    """results to path as JSON; if link, latest.json beside it points at it."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(results, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+    os.replace(path + ".tmp", path)
+    if link:
+        latest = os.path.join(os.path.dirname(path), "latest.json")
+        if os.path.lexists(latest + ".tmp"):
+            os.unlink(latest + ".tmp")
+        os.symlink(os.path.basename(path), latest + ".tmp")
+        os.replace(latest + ".tmp", latest)

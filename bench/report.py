@@ -5,13 +5,19 @@
     bench/report.py --markdown RESULTS.json    the same tables in Markdown
     bench/report.py --plot FILE.png RESULTS.json / --no-plot
 
-Per wrk scenario: the median over the rounds of each figure, for grace and
-nginx, and grace/nginx. The figure that counts on a machine where one wrk
-thread is as fast as the server is requests per server CPU-second (requests
-/ user+sys CPU time of the server's process tree). Then the TLS each server
-negotiated, and the restart-under-load run: requests and failures as wrk saw
-them (it never sends a request twice), throughput per 100 ms, and the time
-from each restart's trigger until a new process answered a new connection.
+Per wrk scenario: the median over the rounds of each figure, for grace (one
+column per loop backend run) and nginx, and grace/nginx. The figure that
+counts on a machine where one wrk thread is as fast as the server is
+requests per server CPU-second (requests / user+sys CPU time of the server's
+process tree). Then the TLS each server negotiated; TLS handshakes per
+server CPU-second, full and resumed (https-resumed, openssl s_time); the
+memory of idle connections (idle); and the restart-under-load run: requests
+and failures as wrk saw them (it never sends a request twice), throughput
+per 100 ms, and the time from each restart's trigger until a new process
+answered a new connection. Last, a summary: every scenario in one table,
+the figure that counts per server CPU-second (idle: also the memory of
+10,000 idle connections) and the p99 latency, per server, with grace/nginx,
+and which grace backends ran (and why not the others).
 
 The plot (matplotlib): one panel per server, good answers/s per 100 ms,
 answers that failed the check, restart triggers, and when a new process
@@ -51,6 +57,52 @@ def fmt(f, v):
     return "-" if v is None else f % v
 
 
+def run_label(r):
+    """grace (BACKEND) or nginx; results of before the backends: grace."""
+    return "%s (%s)" % (r["server"], r["backend"]) if r.get("backend") else r["server"]
+
+
+def columns(runs):
+    """{column: its runs}: grace per backend, then nginx."""
+    cols = []
+    for r in runs:
+        if run_label(r) not in cols:
+            cols.append(run_label(r))
+    cols.sort(key=lambda c: c == "nginx")
+    return {c: [r for r in runs if run_label(r) == c] for c in cols}
+
+
+def medians(by, value):
+    """{column: the median of value(run) over its runs}."""
+    return {c: median([value(r) for r in rs]) for c, rs in by.items()}
+
+
+def compare(runs, metrics):
+    """A table of runs: per metric (label, format, better, value of a run)
+    the median per server (grace's backends, then nginx) and each grace
+    column / nginx. Returns (header, rows, {label: first grace/nginx ratio},
+    {column: its runs})."""
+    by = columns(runs)
+    cols = list(by)
+    graces = [c for c in cols if c != "nginx"] if "nginx" in cols else []
+    header = [""] + cols + ["%s/nginx" % g for g in graces]
+    rows, ratios = [], {}
+    for label, f, better, value in metrics:
+        med = medians(by, value)
+        rat = [med[g] / med["nginx"] if better and med[g] is not None and med["nginx"] else None
+               for g in graces]
+        ratios[label] = rat[0] if rat else None
+        rows.append([label] + [fmt(f, med[c]) for c in cols] +
+                    ["%.2fx (%s is better)" % (x, better) if x is not None else "" for x in rat])
+    return header, rows, ratios, by
+
+
+def count_rows(by, n_ratios, items):
+    """Rows of totals over the rounds: (label, value of a server's runs)."""
+    return [[label] + [get(runs) for runs in by.values()] + [""] * n_ratios
+            for label, get in items]
+
+
 def median(values):
     v = [x for x in values if x is not None]
     return statistics.median(v) if v else None
@@ -77,21 +129,16 @@ def render(title, header, rows, markdown, left=1):
 
 def scenario_rows(res, sc):
     """Median of each metric over the rounds, and grace/nginx."""
-    runs = {k: [r for r in res["runs"] if r["scenario"] == sc["name"] and r["server"] == k]
-            for k in ("grace", "nginx")}
-    rows, ratios = [], {}
-    for label, f, better, value in METRICS:
-        g, n = (median([value(r) for r in runs[k]]) for k in ("grace", "nginx"))
-        ratio = g / n if better and g is not None and n else None
-        ratios[label] = ratio
-        rows.append([label, fmt(f, g), fmt(f, n), "%.2fx (%s is better)" % (ratio, better)
-                     if ratio is not None else ""])
-    rows.append(["errors (all rounds)"] + [sum(r["wrk"]["failed"] for r in runs[k])
-                                           for k in ("grace", "nginx")] + [""])
-    rows.append(["rounds measured on a busy machine"] + [sum(not r["quiet_before"] for r in
-                                                           runs[k]) for k in ("grace", "nginx")]
-                + [""])
-    return rows, ratios
+    header, rows, ratios, by = compare([r for r in res["runs"] if r["scenario"] == sc["name"]],
+                                       METRICS)
+    rows += count_rows(by, len(header) - 1 - len(by), [
+        ("errors (all rounds)", lambda runs: sum(r["wrk"]["failed"] for r in runs)),
+        ("rounds measured on a busy machine", busy)])
+    return header, rows, ratios
+
+
+def busy(runs):
+    return sum(not r["quiet_before"] for r in runs)
 
 
 def setup_rows(res):
@@ -106,7 +153,22 @@ def setup_rows(res):
     rows.append(["setup", "servers on CPU %s, wrk on CPU %s; nginx %d workers; results of %s, "
                  "%s s" % (c["server_cpu"], c["client_cpu"], c["nginx_workers"],
                            res["started"], res.get("took_s", "?"))])
+    src = res.get("source")
+    if src:
+        rows.append(["source", "commit %s%s" % (src["commit"], ", with uncommitted changes to "
+                                                 "%s" % ", ".join(src["uncommitted"])
+                                                 if src["uncommitted"] else "")])
+    if res.get("backends"):
+        rows.append(["grace backends", backends_text(res["backends"])])
     return rows
+
+
+def backends_text(b):
+    run = ", ".join("%s (GRACE_BACKEND=%s)" % (k, k) for k in b["run"])
+    others = ["%s: %s" % (k, "available, not asked for" if p["available"] else
+                          "**not available**: " + p["why"])
+              for k, p in b["probe"].items() if k not in b["run"]]
+    return "; ".join(["run: " + run] + others)
 
 
 def tls_rows(tls):
@@ -116,6 +178,136 @@ def tls_rows(tls):
     return [[k, neg(r["default_client"]), neg(r["wrk_config"]),
              "yes" if r["resumption"].get("handshakes") == ["Reused"] else "no"]
             for k, r in tls.items()]
+
+
+# ---------------------------------------------------------------- handshakes, idle
+
+def per_cpu(r, mode):
+    """Handshakes per server CPU-second of an s_time run; None for a -reuse
+    run in which not every handshake was resumed (not a resumption rate)."""
+    if r["mode"] != mode or r["cpu_s"] <= 0 or (mode == "reuse" and
+                                                 r["resumed"] < r["connections"]):
+        return None
+    return r["connections"] / r["cpu_s"]
+
+
+def hs_metrics():
+    out = []
+    for mode, what in (("new", "full"), ("reuse", "resumed")):
+        out += [
+            ("**%s handshakes/CPU-second**" % what, "%.0f", "higher",
+             lambda r, m=mode: per_cpu(r, m)),
+            ("%s handshakes/s (one connection at a time)" % what, "%.0f", "higher",
+             lambda r, m=mode: r["connections"] / r["wall_s"] if r["mode"] == m else None),
+            ("%s: ms per connection (s_time's work included)" % what, "%.3f", "lower",
+             lambda r, m=mode: r["wall_s"] * 1e3 / r["connections"] if r["mode"] == m else None),
+            ("%s: server CPU-seconds" % what, "%.2f", None,
+             lambda r, m=mode: r["cpu_s"] if r["mode"] == m else None),
+            ("%s: p50 latency (ms), latency client" % what, "%.3f", "lower",
+             lambda r, m=mode: hs_latency(r, m, "p50")),
+            ("**%s: p99 latency (ms)**, latency client" % what, "%.3f", "lower",
+             lambda r, m=mode: hs_latency(r, m, "p99"))]
+    return out
+
+
+def hs_latency(r, mode, q):
+    """A percentile of the latency sample after an s_time run (tls.latency);
+    None for a -reuse sample in which not every handshake resumed."""
+    lat = r.get("latency_ms")
+    if r["mode"] != mode or not lat or (mode == "reuse" and
+                                        lat["resumed"] < lat["connections"]):
+        return None
+    return lat[q]
+
+
+def handshake_rows(res, sc):
+    runs = [r for r in res["handshakes"] if r["scenario"] == sc["name"]]
+    header, rows, ratios, by = compare(runs, hs_metrics())
+
+    def resumed(rs):
+        rs = [r for r in rs if r["mode"] == "reuse"]
+        got, n = sum(r["resumed"] for r in rs), sum(r["connections"] for r in rs)
+        return "%d of %d%s" % (got, n, "" if got == n else ": **does not resume**")
+    rows += count_rows(by, len(header) - 1 - len(by), [
+        ("s_time -reuse: handshakes resumed (all rounds)", resumed),
+        ("s_time -new: handshakes resumed (all rounds; must be 0)",
+         lambda rs: sum(r["resumed"] for r in rs if r["mode"] == "new")),
+        ("latency client: connections timed per run", lambda rs: next(
+            (r["latency_ms"]["connections"] for r in rs if r.get("latency_ms")), "-")),
+        ("latency client -reuse: resumed (all rounds)", lambda rs: resumed_lat(rs)),
+        ("other programs CPU-s, median", lambda rs: fmt("%.2f", median(
+            [r["other_cpu_s"] for r in rs]))),
+        ("runs measured on a busy machine", busy)])
+    return header, rows, ratios
+
+
+def resumed_lat(rs):
+    lat = [r["latency_ms"] for r in rs if r["mode"] == "reuse" and r.get("latency_ms")]
+    if not lat:
+        return "-"
+    got, n = sum(x["resumed"] for x in lat), sum(x["connections"] for x in lat)
+    return "%d of %d%s" % (got, n, "" if got == n else ": **does not resume**")
+
+
+def mib(what, when):
+    return lambda r: r[what][when] / 1024
+
+
+def per_conn(what, when):
+    return lambda r: (r[what][when] - r[what]["before"]) / r["connections"]
+
+
+def given_back(r):
+    rss = r["rss_kib"]
+    grown = max(rss["answered"], rss["idle"]) - rss["before"]
+    return 100.0 * (max(rss["answered"], rss["idle"]) - rss["after"]) / grown if grown > 0 \
+        else None
+
+
+def per_10k(what, when):
+    """MiB the server grew by, scaled to 10,000 connections."""
+    return lambda r: (r[what][when] - r[what]["before"]) / 1024 * 10000 / r["connections"]
+
+
+def idle_per_cpu(r):
+    cpu = r.get("open_cpu_s")
+    return r["connections"] / cpu if cpu else None
+
+
+def answer_ms(q):
+    return lambda r: (r.get("answer_ms") or {}).get(q)
+
+
+IDLE_METRICS = [
+    ("**memory of 10,000 idle connections: RSS growth (MiB)**", "%.2f", "lower",
+     per_10k("rss_kib", "idle")),
+    ("memory of 10,000 idle connections: PSS growth (MiB)", "%.2f", "lower",
+     per_10k("pss_kib", "idle")),
+    ("RSS before (MiB)", "%.1f", None, mib("rss_kib", "before")),
+    ("RSS just after the last answer (MiB)", "%.1f", "lower", mib("rss_kib", "answered")),
+    ("RSS per connection just answered (KiB)", "%.2f", "lower", per_conn("rss_kib", "answered")),
+    ("RSS with them idle (MiB)", "%.1f", "lower", mib("rss_kib", "idle")),
+    ("PSS with them idle (MiB)", "%.1f", "lower", mib("pss_kib", "idle")),
+    ("**RSS per idle connection (KiB)**", "%.2f", "lower", per_conn("rss_kib", "idle")),
+    ("PSS per idle connection (KiB)", "%.2f", "lower", per_conn("pss_kib", "idle")),
+    ("RSS after closing them (MiB)", "%.1f", "lower", mib("rss_kib", "after")),
+    ("memory given back (% of the RSS growth)", "%.0f %%", None, given_back),
+    ("server CPU-s while they were idle", "%.3f", None, lambda r: r["idle_cpu_s"]),
+    ("s to open them and get each answer", "%.2f", None, lambda r: r["open_s"]),
+    ("server CPU-s to accept and answer them", "%.3f", None, lambda r: r.get("open_cpu_s")),
+    ("**connections accepted and answered/CPU-second**", "%.0f", "higher", idle_per_cpu),
+    ("connect to answer, p50 (ms)", "%.2f", "lower", answer_ms("p50")),
+    ("**connect to answer, p99 (ms)**", "%.2f", "lower", answer_ms("p99")),
+    ("other programs CPU-s", "%.2f", None, lambda r: r["other_cpu_s"]),
+]
+
+
+def idle_rows(res, sc):
+    header, rows, ratios, by = compare(
+        [r for r in res["idle"] if r["scenario"] == sc["name"]], IDLE_METRICS)
+    rows += count_rows(by, len(header) - 1 - len(by),
+                       [("rounds measured on a busy machine", busy)])
+    return header, rows, ratios
 
 
 # ---------------------------------------------------------------- restart run
@@ -152,9 +344,9 @@ def restart_facts(r):
 
 
 def restart_rows(runs):
-    f = {r["server"]: restart_facts(r) for r in runs}
-    r = {x["server"]: x for x in runs}
-    keys = [k for k in ("grace", "nginx") if k in f]
+    f = {run_label(r): restart_facts(r) for r in runs}
+    r = {run_label(x): x for x in runs}
+    keys = sorted(f, key=lambda k: k == "nginx")
 
     def row(label, get):
         return [label] + [get(k) for k in keys]
@@ -214,7 +406,7 @@ def plot(runs, path):
         kinds = ", ".join("%s %d" % (e, n) for e, n in f["by_kind"].items() if n)
         ax.set_title("%s: %s every %g s\n%d requests, %d failed%s; trigger -> new process "
                      "answering: median %s ms, p95 %s ms, max %s ms" % (
-                         r["server"], r["trigger"], r["interval_s"], f["requests"], f["failed"],
+                         run_label(r), r["trigger"], r["interval_s"], f["requests"], f["failed"],
                          " (%s)" % kinds if kinds else "", fmt("%.1f", lat[0]),
                          fmt("%.1f", lat[1]), fmt("%.1f", lat[2])), fontsize=9.5)
         ax.set_ylabel("good answers/s")
@@ -238,23 +430,71 @@ def command(cmd, md):
     return ("    " if md else "  ") + re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", cmd) + "\n"
 
 
+def wrk_table(res, sc, md, summary):
+    header, rows, ratios = scenario_rows(res, sc)
+    title = "%s: %s, median of %d rounds of %g s" % (sc["name"], sc["what"], sc["rounds"],
+                                                    sc["seconds"])
+    by = columns([r for r in res["runs"] if r["scenario"] == sc["name"]])
+    summary.append((sc["name"], "requests/CPU-second", "%.0f", medians(by, METRICS[5][3]),
+                    medians(by, METRICS[1][3])))
+    cmd = next(r["wrk"]["command"] for r in res["runs"] if r["scenario"] == sc["name"])
+    return [render(title, header, rows, md), command(cmd, md)]
+
+
+def handshake_table(res, sc, md, summary):
+    header, rows, ratios = handshake_rows(res, sc)
+    title = "%s: %s, median of %d rounds of %g s each" % (sc["name"], sc["what"], sc["rounds"],
+                                                         sc["seconds"])
+    by = columns([r for r in res["handshakes"] if r["scenario"] == sc["name"]])
+    for mode, what in (("new", "full"), ("reuse", "resumed")):
+        summary.append(("%s, %s handshake" % (sc["name"], what), "handshakes/CPU-second", "%.0f",
+                        medians(by, lambda r, m=mode: per_cpu(r, m)),
+                        medians(by, lambda r, m=mode: hs_latency(r, m, "p99"))))
+    cmds = []
+    for mode in ("new", "reuse"):
+        cmds += [command(r["command"], md) for r in res["handshakes"]
+                 if r["scenario"] == sc["name"] and r["mode"] == mode][:1]
+    return [render(title, header, rows, md)] + cmds
+
+
+def idle_table(res, sc, md, summary):
+    header, rows, ratios = idle_rows(res, sc)
+    runs = [r for r in res["idle"] if r["scenario"] == sc["name"]]
+    n = runs[0]["connections"] if runs else 0
+    batch = runs[0].get("batch", 500) if runs else 0
+    title = "%s: %d keep-alive connections, opened %d at a time, each answered once (GET /), " \
+        "then idle for %g s; median of %d rounds, a fresh server each" % (
+            sc["name"], n, batch, sc["seconds"], sc["rounds"])
+    by = columns(runs)
+    summary.append((sc["name"], "connections accepted and answered/CPU-second", "%.0f",
+                    medians(by, idle_per_cpu), medians(by, answer_ms("p99"))))
+    summary.append((sc["name"], "memory of 10,000 idle connections, MiB of RSS (PSS)",
+                    "%.2f", medians(by, per_10k("rss_kib", "idle")), None,
+                    medians(by, per_10k("pss_kib", "idle"))))
+    return [render(title, header, rows, md)]
+
+
+TABLES = {"rounds": wrk_table, "handshakes": handshake_table, "idle": idle_table}
+
+
+def tls_table(res, md):
+    return [render("TLS negotiated (openssl s_client)", ["server", "default client",
+                   "wrk's offer", "TLS 1.3 session resumed on a new connection"],
+                   tls_rows(res["tls"]), md, 4)]
+
+
 def report(res, md):
     out = [render("Machine" if md else "machine and setup", ["", ""], setup_rows(res), md, 2)]
-    summary = []
+    summary, tls_done = [], not res.get("tls")
     for sc in res["scenarios"]:
-        if sc["kind"] != "rounds":
+        if sc["kind"] not in TABLES:
             continue
-        rows, ratios = scenario_rows(res, sc)
-        title = "%s: %s, median of %d rounds of %g s" % (sc["name"], sc["what"], sc["rounds"],
-                                                        sc["seconds"])
-        out.append(render(title, ["", "grace", "nginx", "grace/nginx"], rows, md))
-        summary.append("%s %s" % (sc["name"], fmt("%.2fx", ratios["**requests/CPU-second**"])))
-        cmd = next(r["wrk"]["command"] for r in res["runs"] if r["scenario"] == sc["name"])
-        out.append(command(cmd, md))
-    if res.get("tls"):
-        out.append(render("TLS negotiated (openssl s_client)", ["server", "default client",
-                   "wrk's offer", "TLS 1.3 session resumed on a new connection"],
-                   tls_rows(res["tls"]), md, 4))
+        if sc["kind"] == "handshakes" and not tls_done:
+            out += tls_table(res, md)
+            tls_done = True
+        out += TABLES[sc["kind"]](res, sc, md, summary)
+    if not tls_done:
+        out += tls_table(res, md)
     if res["restart"]:
         keys, rows = restart_rows(res["restart"])
         r0 = res["restart"][0]
@@ -262,8 +502,46 @@ def report(res, md):
                           % (r0["seconds"], r0["interval_s"]), [""] + keys, rows, md))
         out += [command(l["command"], md) for l in r0["loads"]]
     if summary:
-        out.append("grace/nginx, requests per server CPU-second: " + ", ".join(summary) + "\n")
+        out.append(summary_table(summary, res, md))
     return "\n".join(out)
+
+
+def summary_table(summary, res, md):
+    """Every scenario in one table: the figure that counts (per server
+    CPU-second; for idle also memory) and p99 latency, per server, and each
+    grace column / nginx; then which backends ran."""
+    cols = []
+    for item in summary:
+        cols += [c for c in item[3] if c not in cols]
+    cols.sort(key=lambda c: c == "nginx")
+    graces = [c for c in cols if c != "nginx"] if "nginx" in cols else []
+    header = ["scenario", "figure"] + cols + ["%s/nginx" % g for g in graces] + \
+        ["p99 ms: %s" % c for c in cols] + ["p99 %s/nginx" % g for g in graces]
+
+    def ratio(med, g):
+        return "%.2fx" % (med[g] / med["nginx"]) if med.get(g) is not None and med.get("nginx") \
+            else "-"
+    rows = []
+    for item in summary:
+        name, what, f, med, p99 = item[:5]
+        other = item[5] if len(item) > 5 else None
+        vals = [fmt(f, med.get(c)) + (" (%s)" % fmt(f, other.get(c)) if other else "")
+                for c in cols]
+        rows.append([name, what] + vals + [ratio(med, g) for g in graces] +
+                    ([fmt("%.2f", p99.get(c)) for c in cols] + [ratio(p99, g) for g in graces]
+                     if p99 else [""] * (len(cols) + len(graces))))
+    if res["restart"]:
+        f = {run_label(r): restart_facts(r) for r in res["restart"]}
+        rows.append(["restart-under-load", "failed requests"] +
+                    [str(f[c]["failed"]) if c in f else "-" for c in cols] + ["-"] * len(graces) +
+                    ["restart: %s" % fmt("%.1f", f[c]["lat"][0]) if c in f else "-"
+                     for c in cols] + ["-"] * len(graces))
+    b = res.get("backends") or {}
+    note = ("grace backends run: %s%s" % (", ".join(b.get("run", [])), "; " + b["note"]
+                                           if b.get("note") else "")) if b else ""
+    title = "summary: medians; per CPU-second and memory figures as measured, p99 of each " \
+        "scenario's latency (restart-under-load: median restart latency), grace/nginx"
+    return render(title, header, rows, md, 2) + ("\n" + note + "\n" if note else "")
 
 
 def main():

@@ -24,7 +24,7 @@ import threading
 import time
 from types import SimpleNamespace
 
-from lib import BUILD, HERE, ROOT, BenchError, alive, ps
+from lib import BUILD, HERE, ROOT, BenchError, alive, log, ps
 
 NGINX_TEMPLATE = os.path.join(HERE, "nginx.conf.in")
 SELFSIGNED = os.path.join(ROOT, "scripts", "selfsigned.sh")
@@ -32,6 +32,8 @@ BODY = b"Hello, World!"                              # examples/hello, GET /
 HTTPS_BODY = "\u54c8\u7f57\uff01\n".encode("utf-8")  # examples/https, GET /: 哈罗！
 TLS13_SUITE = "TLS_AES_128_GCM_SHA256"  # the one TLS 1.3 suite wrk offers in run.py
 NGINX_WORKERS = 2
+NGINX_CONNECTIONS = 4096  # worker_connections, unless a scenario needs more (idle)
+BACKENDS = ("epoll", "io_uring")  # grace's loop backends: GRACE_BACKEND values
 
 
 def get(port, path, tls=None, timeout=2.0):
@@ -95,11 +97,13 @@ class Grace:
     kind = "grace"
 
     def __init__(self, procs, name, exe, args=(), scheme="http", body=None, tls=None,
-                 pid_path="/pid", cpu=0):
+                 pid_path="/pid", cpu=0, backend=None):
         self.name, self.scheme, self.tls, self.pid_path = name, scheme, tls, pid_path
         self.lines, self.events, self.eof, self.cond = [], [], False, threading.Condition()
+        self.backend = backend  # GRACE_BACKEND in its environment (None: not set)
+        env = dict(os.environ, GRACE_BACKEND=backend) if backend else None
         self.proc = procs.spawn([exe, "--host", "127.0.0.1", "--port", "0"] + list(args), cpu,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
         self.pgid = self.serving = self.proc.pid
         self.generations = [self.proc.pid]
         self.ports = {}
@@ -186,15 +190,115 @@ class Grace:
         return None, ev[3]
 
 
+# The backend a grace process runs, from the one line it logs when its event
+# loops start (the io_uring work of issue 12, src/workers.c choose_backend):
+#     "2 event loops on io_uring (GRACE_BACKEND=io_uring)"
+#     "2 event loops on epoll (GRACE_BACKEND=epoll)"
+#     "2 event loops on epoll: io_uring cannot run here: WHY"   (GRACE_BACKEND unset)
+# and, for a forced io_uring that cannot run (the process then exits):
+#     "GRACE_BACKEND=io_uring, but io_uring cannot run here: WHY"
+# A build without that line (main before io_uring) has one loop, epoll, and
+# ignores GRACE_BACKEND: NO_LINE_BACKEND. Change these two if the wording does.
+BACKEND_LINE_RE = re.compile(r"\d+ event loops? on (epoll|io_uring)\b")
+NO_LINE_BACKEND = "epoll"
+
+
+def logged_backend(lines):
+    """(backend, its log line) from the first line of grace's log that says
+    which backend runs, or (None, None)."""
+    for line in lines:
+        m = BACKEND_LINE_RE.search(line)
+        if m:
+            return m.group(1), LOG_RE.sub(r"\4", line)
+    return None, None
+
+
+def probe_backend(procs, tmp, backend, cpu):
+    """Does grace run this loop backend here? Decided from what grace does:
+    starts a private copy of examples/hello with GRACE_BACKEND=backend, waits
+    for its first answer and reads its log. Yes if it logs that its event
+    loops run on backend, or, for a build that logs no backend line, if
+    backend is NO_LINE_BACKEND. Returns {available, why, line: the backend
+    line or None}."""
+    exe = private_copy("hello", tmp)[0]
+    try:
+        srv = Grace(procs, "grace-probe-" + backend, exe, (), "http", BODY, None,
+                    "/debug/admin/status", cpu, backend)
+    except BenchError as e:
+        named = [l.strip() for l in str(e).splitlines() if backend in l]
+        return {"available": False, "line": None, "why": "examples/hello did not start with "
+                "GRACE_BACKEND=%s: %s" % (backend, LOG_RE.sub(r"\4", named[-1]) if named
+                                          else str(e)[:300])}
+    try:
+        # the line comes before the listening line; a moment more, in case
+        srv.wait(lambda: logged_backend(l for _, l in srv.lines)[0], 0.3)
+        runs, line = logged_backend(l for _, l in srv.tail(200))
+    finally:
+        procs.stop([srv.pgid])
+    if runs is None:
+        if backend == NO_LINE_BACKEND:
+            why = ("this build logs no backend line: it has the %s loop only and ignores "
+                   "GRACE_BACKEND" % NO_LINE_BACKEND)
+        else:
+            why = ("this build has no %s backend (examples/hello, started with GRACE_BACKEND=%s, "
+                   "logs no \"event loops on %s\" line)" % (backend, backend, backend))
+        return {"available": backend == NO_LINE_BACKEND, "line": None, "why": why}
+    return {"available": runs == backend, "line": line, "why": "examples/hello with "
+            "GRACE_BACKEND=%s logged: %s" % (backend, line)}
+
+
+def check_backend(srv):
+    """After a grace server started: that it runs the backend it was asked
+    for (srv.backend), if its build logs one. Returns the log line or None."""
+    if srv.backend is None:
+        return None
+    srv.wait(lambda: logged_backend(l for _, l in srv.lines)[0], 0.3)
+    runs, line = logged_backend(l for _, l in srv.tail(200))
+    if (runs or NO_LINE_BACKEND) != srv.backend:
+        raise BenchError("%s was started with GRACE_BACKEND=%s but %s" % (
+            srv.name, srv.backend, "logged: " + line if line else "logs no backend line (%s "
+            "only)" % NO_LINE_BACKEND))
+    return line
+
+
+def choose(procs, tmp, asked, cpu):
+    """The grace backends to run: asked (--backends), or by default every
+    backend of BACKENDS that grace runs here (probe_backend: each is tried).
+    One asked for that does not run is an error. Returns {asked, run:
+    [names], probe: {name: probe_backend's answer}, note: what was left out
+    and why, or None}."""
+    probe = {}
+    for b in BACKENDS:
+        probe[b] = probe_backend(procs, tmp, b, cpu)
+        log("backend %s: %s (%s)" % (b, "runs" if probe[b]["available"] else "does NOT run",
+                                     probe[b]["why"]))
+    names = asked or [b for b in BACKENDS if probe[b]["available"]]
+    bad = [b for b in names if not probe[b]["available"]]
+    if bad:
+        raise BenchError("; ".join("--backends %s: grace does not run %s here: %s"
+                                   % (",".join(names), b, probe[b]["why"]) for b in bad))
+    if not names:
+        raise BenchError("grace runs none of its backends here: " + "; ".join(
+            "%s: %s" % (b, p["why"]) for b, p in probe.items()))
+    left = [b for b in BACKENDS if b not in names]
+    note = "; ".join("%s not run: %s" % (b, "not asked for (--backends)" if probe[b]["available"]
+                                         else probe[b]["why"]) for b in left) or None
+    if note:
+        log("grace backends run: %s; %s" % (", ".join(names), note))
+    return {"asked": asked or "default", "run": names, "probe": probe, "note": note}
+
+
 def nginx_tls(certs):
     """nginx's TLS settings, matched to grace's (src/tls.c): TLS 1.2 and 1.3,
     the same TLS 1.2 cipher list with server preference, TLS 1.3 pinned to
-    TLS13_SUITE, no session tickets and a server-side session cache."""
+    TLS13_SUITE, session tickets (stateless; nginx's keys are made at start
+    and shared by its workers, grace's come from its key ring, src/tickets.c)
+    and a server-side session cache."""
     return "".join("        %s;\n" % l for l in (
         "ssl_certificate %s" % certs.cert, "ssl_certificate_key %s" % certs.key,
         "ssl_protocols TLSv1.2 TLSv1.3", "ssl_ciphers ECDHE+AESGCM:ECDHE+CHACHA20",
         "ssl_prefer_server_ciphers on", "ssl_conf_command Ciphersuites %s" % TLS13_SUITE,
-        "ssl_session_tickets off", "ssl_session_cache shared:SSL:1m"))
+        "ssl_session_tickets on", "ssl_session_cache shared:SSL:1m"))
 
 
 def free_ports(n):
@@ -208,13 +312,15 @@ def free_ports(n):
 class Nginx:
     """One nginx master with NGINX_WORKERS workers in tmp/name, listening on
     127.0.0.1 for each scheme in schemes ("http", "https": certs needed),
-    answering GET / with body; scheme is the one PID probes and load use."""
+    answering GET / with body; scheme is the one PID probes and load use;
+    connections: each worker's worker_connections."""
 
     kind = "nginx"
     pid_path = "/pid"
+    backend = None
 
     def __init__(self, procs, tmp, name, nginx, schemes=("http",), body=BODY, certs=None,
-                 cpu=0):
+                 cpu=0, connections=NGINX_CONNECTIONS):
         d = os.path.join(tmp, name)
         os.makedirs(d)
         os.chmod(tmp, 0o755)  # as root, the workers run as an unprivileged user
@@ -233,7 +339,8 @@ class Nginx:
         escaped = body.decode().replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
         for k, v in (("TEMP_PATHS", "\n".join(temp)), ("LISTEN", listen.rstrip("\n")),
                      ("TLS", nginx_tls(certs) if "https" in schemes else ""),
-                     ("BODY", escaped), ("WORKERS", NGINX_WORKERS), ("DIR", d)):
+                     ("BODY", escaped), ("WORKERS", NGINX_WORKERS), ("DIR", d),
+                     ("CONNECTIONS", connections), ("NOFILE", 2 * connections)):
             conf = conf.replace("@%s@" % k, str(v))
         with open(d + "/nginx.conf", "w", encoding="utf-8") as f:
             f.write(conf)
