@@ -76,7 +76,7 @@ struct grace__conn {
     int64_t req_start_ms, deadline_ms;
     int64_t active_ms;     /* last socket event, or the accept: idle since then */
     grace__exchange_t *ex; /* NULL while idle (trimmed) or never used */
-    bool nodelay;          /* TCP_NODELAY set (once the connection is reused) */
+    bool nodelay;          /* TCP_NODELAY set (once reused; TLS: from the accept) */
     char client_ip[INET6_ADDRSTRLEN];
     int client_port;
     SSL *ssl;         /* HTTPS connection, else NULL */

@@ -413,11 +413,16 @@ static int set_mac_key(EVP_MAC_CTX *hctx, unsigned char *key)
 
 /* OpenSSL's ticket callback: enc, the newest key (IV made here); else the
  * key the ticket names: 1 = use it, 2 = use it and issue a fresh ticket (an
- * older key), 0 = unknown or expired (full handshake), -1 = error. */
+ * older key, or any TLS 1.3 resumption), 0 = unknown or expired (full
+ * handshake), -1 = error. A TLS 1.3 client should use a ticket once (RFC
+ * 8446 C.4; OpenSSL's client drops a used session when it keeps a session
+ * cache, as wrk does), so a resumed TLS 1.3 session gets a fresh ticket, as
+ * OpenSSL does with its own keys (and so nginx): without it such a client
+ * resumed every other connection only, and one with Nagle on waited for our
+ * delayed ACK before its request. */
 static int ticket_cb(SSL *ssl, unsigned char *name, unsigned char *iv, EVP_CIPHER_CTX *cctx,
                      EVP_MAC_CTX *hctx, int enc)
 {
-    (void)ssl;
     if (enc && RAND_bytes(iv, 16) != 1) /* AES-CBC's IV */
         return -1;
     int rc = 0;
@@ -430,7 +435,7 @@ static int ticket_cb(SSL *ssl, unsigned char *name, unsigned char *iv, EVP_CIPHE
             memcpy(name, k->name, GRACE__TICKET_NAME_LEN);
         bool ok = set_mac_key(hctx, k->hmac_key) == 1 &&
                   EVP_CipherInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes_key, iv, enc) == 1;
-        rc = !ok ? -1 : i == 0 ? 1 : 2;
+        rc = !ok ? -1 : i == 0 && SSL_version(ssl) < TLS1_3_VERSION ? 1 : 2;
     }
     pthread_mutex_unlock(&tk.mu);
     return rc;

@@ -245,6 +245,7 @@ static void do_accept(grace__loop_t *L, grace__listener_t *l)
             continue;
         }
         c->fd = fd;
+        c->nodelay = c->ssl != NULL; /* (grace__tls_new set it) */
         /* HTTPS: the handshake has its own limit, from the accept, which
          * no trickle of bytes extends (conn.c set_deadline). */
         c->deadline_ms =

@@ -153,6 +153,40 @@ def test_a_full_restart_resumes(start, tmp_path):
         assert connect(srv, v, sess_in=f) == ("Reused", p1)
 
 
+# ---- a fresh ticket for every TLS 1.3 resumption ----------------------------------
+
+
+def tickets_1_3(srv, *args):
+    """One TLS 1.3 s_client connection with GET /pid, read to the end (so
+    the tickets have arrived). Returns ("New" or "Reused", the number of
+    session tickets the server sent)."""
+    rc, out = s_client(srv.port, srv.ca, "-tls1_3", *args, request=PID_GET)
+    kinds = re.findall(r"^(New|Reused), TLSv1\.3, Cipher is", out, re.M)
+    assert rc == 0 and len(kinds) == 1 and re.search(r"\r\n\r\n\d+\n", out), out
+    return kinds[0], out.count("Post-Handshake New Session Ticket arrived")
+
+
+def test_a_resumed_tls1_3_session_gets_a_fresh_ticket(start, tmp_path):
+    """TLS 1.3 tickets are for one use (RFC 8446 C.4): a client that keeps a
+    session cache (wrk, and any OpenSSL client with SSL_SESS_CACHE_CLIENT)
+    drops a session once it resumed it. So a resumed connection gets a new
+    ticket, as OpenSSL's own keys and nginx give one; without it such a
+    client resumed every other connection only (a full handshake in
+    between), and a client with Nagle on waited for a delayed ACK before
+    its request. A full handshake brings two tickets, a resumption one, and
+    each new ticket resumes in turn, also after a restart (sealed with the
+    inherited keys)."""
+    srv = start()
+    s = [tmp_path / f"s{i}.pem" for i in range(5)]
+    assert tickets_1_3(srv, "-sess_out", str(s[0])) == ("New", 2)
+    assert tickets_1_3(srv, "-sess_in", str(s[0]), "-sess_out", str(s[1])) == ("Reused", 1)
+    assert s[1].read_bytes() != s[0].read_bytes()  # (another ticket)
+    assert tickets_1_3(srv, "-sess_in", str(s[1]), "-sess_out", str(s[2])) == ("Reused", 1)
+    signal_restart(srv)
+    assert tickets_1_3(srv, "-sess_in", str(s[2]), "-sess_out", str(s[3])) == ("Reused", 1)
+    assert tickets_1_3(srv, "-sess_in", str(s[3]), "-sess_out", str(s[4])) == ("Reused", 1)
+
+
 # ---- master mode -------------------------------------------------------------------
 
 

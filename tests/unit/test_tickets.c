@@ -426,11 +426,11 @@ static void resume_across_rotations(SSL_CTX *sctx, int version)
     bool reused = true;
     SSL_SESSION *first = connect_once(sctx, cctx, NULL, &reused), *again;
     EXPECT_TRUE(!reused && SSL_SESSION_has_ticket(first));
-    /* Same slot: resumed; TLS 1.2 keeps the ticket (the newest key). */
+    /* Same slot: resumed; TLS 1.2 keeps the ticket (the newest key), TLS 1.3
+     * gets a fresh one (its tickets are for one use). */
     again = connect_once(sctx, cctx, first, &reused);
     EXPECT_TRUE(reused);
-    if (version == TLS1_2_VERSION)
-        EXPECT_TRUE(same_ticket(first, again));
+    EXPECT_TRUE(same_ticket(first, again) == (version == TLS1_2_VERSION));
     SSL_SESSION_free(again);
     /* Two rotations later the key still decrypts, and the ticket is renewed. */
     fake_now = start + 2 * P;
