@@ -9,15 +9,17 @@
  * Requests are parsed in place; a head's views point into c->in, so when the
  * buffer must grow for a body the head is parsed again (run_request). Errors
  * in the client's bytes get their 4xx, one log line, and a lingering close:
- * FIN first, then input is drained so no reset destroys the answer. Plain
- * and TLS connections share everything but conn_send/conn_recv.
+ * FIN first, then input is drained so no reset destroys the answer. How
+ * bytes reach the socket (recv/send, OpenSSL, or the io_uring's receives
+ * and sends) is conn_io.c's; this file is the same for all of them, except
+ * that with an owner-only backend a connection runs only on its loop's
+ * owner thread (step_owner).
  */
 #include "engine.h"
 
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,95 +27,11 @@
 
 /* ---- Connections ---------------------------------------------------------- */
 
-/* Send: bytes written, or -EAGAIN, or another -errno. */
-static ssize_t conn_send(grace__conn_t *c, const char *p, size_t len)
-{
-    if (c->ssl)
-        return grace__tls_write(c->ssl, p, len);
-    /* The last answer before we close: MSG_MORE keeps its tail in the
-     * socket until the close (or shutdown) right after, which then sends
-     * the FIN in the same segment -- one packet fewer per connection, for
-     * us, the network and the client. Nothing else is ever held back:
-     * every path that sets close_after_write closes or shuts down as soon
-     * as the answer is written (conn_process). */
-    int flags = MSG_NOSIGNAL | (c->close_after_write ? MSG_MORE : 0);
-    ssize_t n;
-    do
-        n = send(c->fd, p, len, flags);
-    while (n < 0 && errno == EINTR);
-    return n < 0 ? -errno : n;
-}
-
-enum { SNIFF_WAIT, SNIFF_TLS, SNIFF_PLAIN };
-
-/* Look at a TLS connection's first byte before OpenSSL reads anything. A
- * plain HTTP request sent to an HTTPS port gets a plain answer that says so
- * (a TLS alert would mean nothing to that client). Until the first byte is
- * here, nothing may be read: SSL_read would take the ClientHello unseen and
- * the next record would be mistaken for plain text. */
-static int sniff_tls(grace__conn_t *c)
-{
-    unsigned char first;
-    ssize_t one = recv(c->fd, &first, 1, MSG_PEEK);
-    if (one < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-        return SNIFF_WAIT;
-    c->tls_checked = true;
-    if (one != 1 || first == 0x16) /* EOF/error (SSL_read will say), or a handshake record */
-        return SNIFF_TLS;
-    static const char answer[] = "HTTP/1.1 400 Bad Request\r\n"
-                                 "Content-Type: text/plain; charset=utf-8\r\n"
-                                 "Connection: close\r\nContent-Length: 48\r\n\r\n"
-                                 "Client sent an HTTP request to an HTTPS server.\n";
-    char sample[64];
-    ssize_t got = recv(c->fd, sample, sizeof sample, MSG_PEEK);
-    size_t n = got > 0 ? (size_t)got : 0;
-    /* Say what it is: an HTTP request line starts with a method token and
-     * a space; anything else is some other protocol (or noise). */
-    size_t tok = 0;
-    while (tok < n && sample[tok] >= 'A' && sample[tok] <= 'Z')
-        tok++;
-    bool http = tok > 0 && (tok == n || sample[tok] == ' ');
-    char why[64];
-    if (http)
-        snprintf(why, sizeof why, "plain HTTP sent to an HTTPS port");
-    else
-        snprintf(why, sizeof why, "not TLS (first byte 0x%02x) sent to an HTTPS port", first);
-    if (c->server->opt.error_log >= 0)
-        grace__log_bad_input(c->client_ip, http ? 400 : 0, why, sample, n);
-    if (http)
-        grace__buf_append(&c->out, answer, sizeof answer - 1);
-    grace__tls_free(c->ssl); /* no close_notify: there is no TLS session */
-    c->ssl = NULL;
-    c->close_after_write = true;
-    return SNIFF_PLAIN;
-}
-
-/* Receive: bytes read, 0 at the peer's end, -EAGAIN, or another -errno. */
-static ssize_t conn_recv(grace__conn_t *c, char *p, size_t len)
-{
-    if (c->ssl && !c->tls_checked && sniff_tls(c) != SNIFF_TLS)
-        return -EAGAIN; /* wait for the first byte, or send the plain answer queued */
-    if (c->ssl) {
-        ssize_t n = grace__tls_read(c->ssl, p, len);
-        if (n == -EPROTO && !grace__tls_handshake_done(c->ssl))
-            grace_log("TLS handshake with %s failed", c->client_ip);
-        return n;
-    }
-    ssize_t n;
-    do
-        n = recv(c->fd, p, len, 0);
-    while (n < 0 && errno == EINTR);
-    return n < 0 ? -errno : n;
-}
-
 void grace__conn_close(grace__conn_t *c)
 {
     grace__loop_t *L = c->loop;
     c->closed = true;
-    /* Explicit DEL: a forked child could still hold the fd, and epoll only
-     * forgets an fd when its last reference is closed. */
-    if (c->in_epoll)
-        epoll_ctl(L->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    grace__be->conn_forget(c);
     close(c->fd);
     c->fd = -1;
     pthread_mutex_lock(&L->mu);
@@ -132,50 +50,6 @@ void grace__conn_close(grace__conn_t *c)
         grace__engine_conn_closed(s);
 }
 
-/* Write c->out without blocking. Returns 1 when all is written, 0 on EAGAIN,
- * -1 when the peer is gone. */
-int grace__conn_flush(grace__conn_t *c)
-{
-    while (c->out_off < c->out.len) {
-        ssize_t n = conn_send(c, c->out.ptr + c->out_off, c->out.len - c->out_off);
-        if (n > 0) {
-            c->out_off += (size_t)n;
-            continue;
-        }
-        if (n == -EAGAIN || n == -EWOULDBLOCK)
-            return 0;
-        return -1;
-    }
-    c->out.len = c->out_off = 0;
-    if (c->out.cap > BUF_KEEP)
-        grace__buf_free(&c->out);
-    return 1;
-}
-
-/* Shut our side (TLS close_notify, then FIN) and from now on only drain
- * what the client sends, until it closes or LINGER_MS pass. */
-void grace__conn_linger(grace__conn_t *c, int64_t now)
-{
-    if (c->ssl)
-        grace__tls_close_notify(c->ssl);
-    shutdown(c->fd, SHUT_WR);
-    c->lingering = true;
-    c->deadline_ms = now + LINGER_MS;
-}
-
-/* True if the client sent bytes we have not read. Closing a socket with
- * unread input makes the kernel answer with a reset, which can destroy the
- * response before the client reads it. */
-static bool has_unread_input(const grace__conn_t *c)
-{
-    char b;
-    ssize_t n;
-    do
-        n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-    while (n < 0 && errno == EINTR);
-    return n > 0;
-}
-
 /* Queue an error answer and mark the connection to close after it. */
 static void queue_error(grace__conn_t *c, int status)
 {
@@ -189,15 +63,6 @@ static void bad_input(grace__conn_t *c, int status)
         grace__log_bad_input(c->client_ip, status, grace__status_text(status), c->in.ptr,
                              c->in.len);
     queue_error(c, status);
-}
-
-static int write_blocking(grace__conn_t *c, const char *data, size_t len);
-
-/* Streaming writes from the handler's thread (grace_response_flush): the
- * one function request/response code reaches the connection through. */
-static int write_from_handler(void *ctx, const char *data, size_t len)
-{
-    return write_blocking(ctx, data, len);
 }
 
 /* Fill in the exchange for the request whose head (and body) is in c->in:
@@ -223,7 +88,7 @@ static void prepare_exchange(grace__conn_t *c)
     req->body.ptr = c->in.ptr + c->head_len;
     req->body.len = c->body_len;
     grace__response_reset(res, req);
-    res->write = write_from_handler;
+    res->write = grace__conn_write_blocking;
     res->write_ctx = c;
 }
 
@@ -446,35 +311,7 @@ static int read_more(grace__conn_t *c)
         bad_input(c, 413);
         return 1;
     }
-    /* A connection with no buffer reads into the stack first, so one that
-     * is woken with nothing to read (a new or idle one) allocates nothing. */
-    char first[READ_CHUNK];
-    bool on_stack = c->in.cap == 0;
-    if (!on_stack && grace__buf_reserve(&c->in, READ_CHUNK) < 0)
-        return -1;
-    size_t room = on_stack ? sizeof first : c->in.cap - c->in.len;
-    if (room > limit - c->in.len)
-        room = limit - c->in.len;
-    ssize_t n = conn_recv(c, on_stack ? first : c->in.ptr + c->in.len, room);
-    if (n > 0) {
-        if (on_stack) {
-            if (grace__buf_reserve(&c->in, READ_CHUNK) < 0)
-                return -1;
-            memcpy(c->in.ptr, first, (size_t)n);
-        }
-        c->in.len += (size_t)n;
-        /* A short read drained the socket: with edge triggering, new data
-         * brings a new event, so skip the read that would say EAGAIN. Not
-         * so with TLS, where one read returns one record. */
-        if ((size_t)n < room && c->ssl == NULL)
-            c->maybe_readable = false;
-        return 1;
-    }
-    if (n == -EAGAIN || n == -EWOULDBLOCK) {
-        c->maybe_readable = false;
-        return c->close_after_write ? 1 : 0; /* an answer to send (sniff_tls) */
-    }
-    return -1;
+    return grace__conn_read(c, limit);
 }
 
 static void set_deadline(grace__conn_t *c)
@@ -493,136 +330,156 @@ static void set_deadline(grace__conn_t *c)
         c->deadline_ms = now + o->idle_timeout_ms;
 }
 
-/* Lingering: throw away what the client still sends until it closes
- * (then close: false) or nothing more is there now (true). */
-static bool discard_input(grace__conn_t *c)
+enum { STEP_ON, STEP_WAIT, STEP_CLOSED };
+
+/* Output first: what is queued goes out; after the last answer, close or
+ * linger. */
+static int step_output(grace__conn_t *c)
 {
-    for (;;) {
-        char sink[4096];
-        ssize_t n = recv(c->fd, sink, sizeof sink, 0);
-        if (n > 0 || (n < 0 && errno == EINTR))
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return true;
-        grace__conn_close(c);
-        return false;
+    if (c->out.len > c->out_off) {
+        int r = grace__conn_flush(c);
+        if (r < 0) {
+            grace__conn_close(c);
+            return STEP_CLOSED;
+        }
+        if (r == 0) {
+            set_deadline(c);
+            return STEP_WAIT; /* writable again, or the send's completion, brings us back */
+        }
     }
+    if (c->close_after_write && !c->lingering) {
+        if (c->client_closes && (!c->handler_took_ms || !grace__conn_unread_input(c))) {
+            /* The client asked to close and sent nothing after its
+             * request; it may not send more (RFC 9112 9.6), so close at
+             * once, as nginx does, with no lingering. Bytes that came
+             * while the handler ran (c->in did not see them) would turn
+             * the close into a reset: so after a handler that ran across
+             * a tick of the coarse clock (a few ms), look (one recv);
+             * after a quicker one, do not -- the look would cost a fifth
+             * of the system calls of such a connection, and only a client
+             * breaking the RFC within that instant could notice. A close we decide (errors, a
+             * drain) lingers instead: that client may have its next
+             * request on the wire. */
+            if (c->ssl)
+                grace__tls_close_notify(c->ssl);
+            grace__conn_close(c);
+            return STEP_CLOSED;
+        }
+        /* Shut our side and drain what the client still sends, so the
+         * kernel does not answer it with a reset that could destroy the
+         * response we just wrote. */
+        grace__conn_linger(c, now_ms());
+        c->maybe_readable = true;
+    }
+    if (c->lingering)
+        return grace__conn_discard(c) ? STEP_WAIT : STEP_CLOSED;
+    return STEP_ON;
+}
+
+/* Then input: answer a request that is complete, or read more. */
+static int step_input(grace__conn_t *c, int *handled)
+{
+    if (try_request(c) == REQ_DONE) {
+        if (++*handled >= MAX_REQUESTS_PER_WAKE && c->in.len > 0) {
+            /* Fairness: let other connections run; we come back in the
+             * next batch. */
+            if (c->out.len > c->out_off || grace__conn_flush(c) >= 0)
+                grace__be->conn_again(c);
+            set_deadline(c);
+            return STEP_WAIT;
+        }
+        return STEP_ON;
+    }
+    if (c->out.len > c->out_off && grace__conn_flush(c) < 0) { /* e.g. 100 Continue */
+        grace__conn_close(c);
+        return STEP_CLOSED;
+    }
+    if (!c->maybe_readable) {
+        set_deadline(c);
+        return STEP_WAIT;
+    }
+    int r = read_more(c);
+    if (r < 0 && c->out.len > c->out_off) {
+        c->close_after_write = true; /* half-closed client: answer first */
+        return STEP_ON;
+    }
+    if (r < 0) {
+        grace__conn_close(c);
+        return STEP_CLOSED;
+    }
+    if (r == 0)
+        set_deadline(c);
+    return r == 0 ? STEP_WAIT : STEP_ON;
+}
+
+/* A backend whose connections only the loop's owner may run (io_uring):
+ * a thread that lost the loop while its handler ran hands c over, and
+ * the owner watches a connection whose first pass ended on such a
+ * thread. */
+static int step_owner(grace__conn_t *c)
+{
+    if (!grace__conn_on_owner(c))
+        return STEP_WAIT;
+    if (!c->watched && !c->fresh && !grace__be->conn_watch(c)) {
+        grace__conn_close(c);
+        return STEP_CLOSED;
+    }
+    return STEP_ON;
 }
 
 /* Do all the work the connection has. Returns false if it was closed (then
  * c must not be touched). */
 static bool conn_process(grace__conn_t *c)
 {
-    int handled = 0;
-    for (;;) {
-        if (c->out.len > c->out_off) {
-            int r = grace__conn_flush(c);
-            if (r < 0) {
-                grace__conn_close(c);
-                return false;
-            }
-            if (r == 0) {
-                set_deadline(c);
-                return true; /* EPOLLOUT will bring us back */
-            }
-        }
-        if (c->close_after_write && !c->lingering) {
-            if (c->client_closes && (!c->handler_took_ms || !has_unread_input(c))) {
-                /* The client asked to close and sent nothing after its
-                 * request; it may not send more (RFC 9112 9.6), so close at
-                 * once, as nginx does, with no lingering. Bytes that came
-                 * while the handler ran (c->in did not see them) would turn
-                 * the close into a reset: so after a handler that ran
-                 * across a tick of the coarse clock (a few ms), look (one
-                 * recv); after a quicker one, do not -- the look would
-                 * cost a fifth of the system calls of such a connection,
-                 * and only a client breaking the RFC within that instant
-                 * could notice. A
-                 * close we decide (errors, a drain) lingers instead: that
-                 * client may have its next request on the wire. */
-                if (c->ssl)
-                    grace__tls_close_notify(c->ssl);
-                grace__conn_close(c);
-                return false;
-            }
-            /* Shut our side and drain what the client still sends, so the
-             * kernel does not answer it with a reset that could destroy the
-             * response we just wrote. */
-            grace__conn_linger(c, now_ms());
-            c->maybe_readable = true;
-        }
-        if (c->lingering)
-            return discard_input(c);
-        if (try_request(c) == REQ_DONE) {
-            if (++handled >= MAX_REQUESTS_PER_WAKE && c->in.len > 0) {
-                /* Fairness: let other connections run. MOD re-queues the
-                 * (writable) socket, so we come back in the next batch. */
-                struct epoll_event ev = {EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, {.ptr = c}};
-                if (c->out.len > c->out_off || grace__conn_flush(c) >= 0)
-                    epoll_ctl(c->loop->epfd, EPOLL_CTL_MOD, c->fd, &ev);
-                set_deadline(c);
-                return true;
-            }
-            continue;
-        }
-        if (c->out.len > c->out_off && grace__conn_flush(c) < 0) { /* e.g. 100 Continue */
-            grace__conn_close(c);
-            return false;
-        }
-        if (!c->maybe_readable) {
-            set_deadline(c);
-            return true;
-        }
-        int r = read_more(c);
-        if (r < 0) {
-            if (c->out.len > c->out_off) {
-                c->close_after_write = true; /* half-closed client: answer first */
-                continue;
-            }
-            grace__conn_close(c);
-            return false;
-        }
-        if (r == 0) {
-            set_deadline(c);
-            return true;
-        }
+    int handled = 0, r = STEP_ON;
+    while (r == STEP_ON) {
+        if (grace__be->owner_only && (r = step_owner(c)) != STEP_ON)
+            break;
+        if ((r = step_output(c)) == STEP_ON)
+            r = step_input(c, &handled);
     }
+    return r != STEP_CLOSED;
 }
 
 /* A connection just accepted. Its client usually sent the request right
- * behind the handshake, so try it now, before epoll knows the socket: a
- * connection that is done after one answer (the client asked to close)
- * then costs no epoll_ctl at all, and one that stays open joins the epoll
- * set afterwards (an edge-triggered ADD reports what is pending already, so
- * nothing is missed). Nobody else can have an event for it yet. */
+ * behind the handshake, so try it now, before the backend watches the
+ * socket: a connection that is done after one answer (the client asked to
+ * close) then costs no epoll_ctl (or receive in the ring) at all, and one
+ * that stays open is watched afterwards (an edge-triggered ADD reports
+ * what is pending already, so nothing is missed). Nobody else can have an
+ * event for it yet. */
 void grace__conn_start(grace__conn_t *c)
 {
     atomic_store(&c->busy, 1);
     c->maybe_readable = true;
+    c->fresh = true;
     if (!conn_process(c))
         return;
-    struct epoll_event ev = {EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, {.ptr = c}};
-    if (epoll_ctl(c->loop->epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0) {
-        grace_log("epoll_ctl: %s; closing the connection from %s", strerror(errno), c->client_ip);
+    c->fresh = false;
+    /* (With an owner-only backend, a thread that lost the loop during the
+     * first pass has handed c over: the owner watches it, step_owner.) */
+    if ((!grace__be->owner_only || grace__loop_owned(c->loop)) && !grace__be->conn_watch(c)) {
         grace__conn_close(c);
         return;
     }
-    c->in_epoll = true;
     atomic_store(&c->busy, 0);
     /* If its handler ran long, another thread owns the loop now and may
-     * have had an event for it since the ADD: take it up (as
-     * grace__conn_event's own loop would). */
+     * have had an event for it since: take it up (as grace__conn_run's own
+     * loop would). */
     if (atomic_load(&c->pending))
         grace__conn_event(c);
 }
 
-/* An event for c: run it unless another thread holds it (then that thread
- * sees pending). */
 void grace__conn_event(grace__conn_t *c)
 {
     atomic_store(&c->pending, 1);
     if (atomic_exchange(&c->busy, 1))
         return;
+    grace__conn_run(c);
+}
+
+void grace__conn_run(grace__conn_t *c)
+{
     for (;;) {
         atomic_store(&c->pending, 0);
         c->maybe_readable = true;
@@ -663,77 +520,52 @@ static bool drain_closes(const grace__conn_t *c, int64_t now)
     return now >= from + (int64_t)(h % (uint32_t)(idle_ms + 1));
 }
 
+/* The deadline passed: a request that is not complete gets its 408 (then
+ * FIN, and what the client still sends is discarded for a while, so no
+ * reset destroys the 408 before it is read); anything else closes. */
+static bool timed_out(grace__conn_t *c, int64_t now)
+{
+    if (c->ssl && !c->lingering && !grace__tls_handshake_done(c->ssl))
+        grace_log("TLS handshake with %s not done within %lld ms: connection closed",
+                  c->client_ip, (long long)c->server->opt.tls_handshake_timeout_ms);
+    if (c->req_started && c->out.len == c->out_off && !c->lingering && !c->close_after_write) {
+        if (c->server->opt.error_log >= 0)
+            grace_log("request from %s timed out after %lld ms", c->client_ip,
+                      (long long)c->server->opt.read_timeout_ms);
+        grace__response_error(&c->out, 408, c->server->server_header);
+        int r = grace__conn_flush(c);
+        if (r == 1) {
+            grace__conn_linger(c, now);
+            return true;
+        }
+        if (r == 0 && c->io == IO_COMPLETION) {
+            /* In the ring: conn_process lingers once it is sent. */
+            c->close_after_write = true;
+            c->deadline_ms = now + LINGER_MS;
+            return true;
+        }
+    }
+    grace__conn_close(c);
+    return false;
+}
+
 bool grace__conn_tick(grace__conn_t *c, int64_t now)
 {
     bool between =
         !c->req_started && !c->lingering && !c->close_after_write && c->out.len == c->out_off;
     /* (A request already in the socket is not idle: its event comes, and it
      * is answered with Connection: close.) */
-    if (between && drain_closes(c, now) && !has_unread_input(c)) {
+    if (between && drain_closes(c, now) && !grace__conn_unread_input(c)) {
         /* FIN, then read until the client closes: a close() now would
          * answer bytes already on their way with a reset. */
         grace__conn_linger(c, now);
         return true;
     }
-    if (now >= c->deadline_ms) {
-        if (c->ssl && !c->lingering && !grace__tls_handshake_done(c->ssl))
-            grace_log("TLS handshake with %s not done within %lld ms: connection closed",
-                      c->client_ip, (long long)c->server->opt.tls_handshake_timeout_ms);
-        if (c->req_started && c->out.len == c->out_off && !c->lingering && !c->close_after_write) {
-            if (c->server->opt.error_log >= 0)
-                grace_log("request from %s timed out after %lld ms", c->client_ip,
-                          (long long)c->server->opt.read_timeout_ms);
-            grace__response_error(&c->out, 408, c->server->server_header);
-            if (grace__conn_flush(c) == 1) {
-                /* Sent: FIN, then discard what the client still sends for a
-                 * while, so no reset destroys the 408 before it is read. */
-                grace__conn_linger(c, now);
-                return true;
-            }
-        }
-        grace__conn_close(c);
-        return false;
-    }
+    if (now >= c->deadline_ms)
+        return timed_out(c, now);
     /* Between requests for IDLE_TRIM_MS or more: free the buffers until the
      * client speaks again. */
     if (between && (c->in.cap || c->ex) && now - c->active_ms >= IDLE_TRIM_MS)
         grace__conn_trim(c);
     return true;
-}
-
-/* ---- Streaming writes ------------------------------------------------------ */
-
-/* Write all of data to the connection from a handler thread (streaming),
- * waiting up to the write timeout. 0 or a negative error. */
-static int write_blocking(grace__conn_t *c, const char *data, size_t len)
-{
-    int64_t timeout = c->server->opt.write_timeout_ms;
-    /* Whatever is queued (a 100 Continue) goes first. */
-    const char *parts[2] = {c->out.ptr ? c->out.ptr + c->out_off : NULL, data};
-    size_t lens[2] = {c->out.len - c->out_off, len};
-    for (int i = 0; i < 2; i++) {
-        const char *p = parts[i];
-        size_t n = lens[i];
-        while (n > 0) {
-            ssize_t w = conn_send(c, p, n);
-            if (w > 0) {
-                p += w;
-                n -= (size_t)w;
-                continue;
-            }
-            if (w == -EAGAIN || w == -EWOULDBLOCK) {
-                /* (TLS may want to read first: wait for either.) */
-                struct pollfd pfd = {c->fd, (short)(POLLOUT | (c->ssl ? POLLIN : 0)), 0};
-                int r = poll(&pfd, 1, (int)timeout);
-                if (r > 0 && !(pfd.revents & (POLLERR | POLLHUP)))
-                    continue;
-                if (r < 0 && errno == EINTR)
-                    continue;
-                return r == 0 ? -ETIMEDOUT : -EPIPE;
-            }
-            return w < 0 ? (int)w : -EPIPE;
-        }
-    }
-    c->out.len = c->out_off = 0;
-    return 0;
 }

@@ -131,6 +131,7 @@ void grace__conn_free(grace__conn_t *c)
     grace__loop_t *L = c->loop;
     unlink_conn(c);
     grace__tls_free(c->ssl);
+    grace__buf_free(&c->inbox);
     /* Forget the connection; keep the buffers if the pool has room. */
     grace__conn_t keep = *c;
     memset(c, 0, sizeof *c);

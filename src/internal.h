@@ -270,7 +270,8 @@ void grace__http_date(char out[32]);
  * engine reports upward through the hooks lifecycle.c gives it.
  *
  * Threads: a fixed set of event loops (one per core), each an epoll set with
- * edge-triggered connections. A loop is run by exactly one thread at a time;
+ * edge-triggered connections or an io_uring (workers.c chooses the backend
+ * at start-up). A loop is run by exactly one thread at a time;
  * when that thread stays inside a handler longer than a few milliseconds the
  * monitor thread hands the loop to a spare thread (workers.c explains). */
 #include <pthread.h>
@@ -288,8 +289,11 @@ typedef struct grace__loop grace__loop_t;
 typedef struct grace__conn grace__conn_t;
 
 typedef struct {
-    int kind; /* GRACE__EV_LISTENER; first, as in every epoll-registered object */
+    int kind; /* GRACE__EV_LISTENER; first, as in every object a backend watches */
     int fd;
+    /* Loops accepting on it (bit per loop; each loop sets and clears its
+     * own): in an epoll set, or with an accept outstanding in a ring. */
+    atomic_uint_fast64_t armed;
     grace_server_t *server;
     char spec[80];  /* as configured: ":8199", "127.0.0.1:8199" */
     char shown[80]; /* for logs, after bind: ":8199", "127.0.0.1:41234" */
@@ -394,7 +398,7 @@ int grace__engine_on_tick(void (*fn)(int64_t now));
 /* Serve s's listeners (open) in every loop, all or none (0 or -errno). */
 int grace__engine_add_server(grace_server_t *s);
 /* Wake every loop to match its listeners with their servers' states: a
- * draining server's leave its epoll set, a running one's come back. */
+ * draining server's are no longer accepted on, a running one's are again. */
 void grace__engine_sync_listeners(void);
 
 /* lifecycle.c: the process's life (see the file). */

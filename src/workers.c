@@ -1,13 +1,15 @@
 /*
- * workers.c -- event loops, worker threads, accept, timeouts and drain.
- * (One connection's life -- read, parse, run, write -- is in conn.c.)
+ * workers.c -- event loops, worker threads, timeouts and drain, and the
+ * choice of backend. (Accepting is in accept.c; one connection's life --
+ * read, parse, run, write -- in conn.c and conn_io.c.)
  *
- * Design (DESIGN.md, second shape): one event loop per core, each an epoll
- * set in which connections are registered once, edge-triggered, for
- * EPOLLIN|EPOLLOUT|EPOLLRDHUP; listening sockets sit in every loop's set with
- * EPOLLEXCLUSIVE so the kernel wakes one loop per new connection. A loop
- * processes a batch of events and runs handlers inline, so a keep-alive
- * request costs one read and one write, like nginx.
+ * Design (DESIGN.md, second shape): one event loop per core. What a loop
+ * waits with is a backend (engine.h grace__backend_t), chosen once at
+ * start-up: io_uring (loop_uring.c) when the kernel allows it, else epoll
+ * (loop_epoll.c); GRACE_BACKEND=epoll|io_uring forces one. Both deliver
+ * a batch of events, and a loop runs them, handlers inline, so a
+ * keep-alive request costs one read and one write with epoll, like nginx,
+ * and no system call of its own with io_uring.
  *
  * Handlers may block (SPEC S3). Before a handler runs, the loop records a
  * sequence number and a start time (busy_seq, busy_start_ms). The monitor
@@ -28,20 +30,19 @@
  *    is lost).
  *  - A closed connection keeps busy set forever; its memory is freed by the
  *    loop owner between batches, when no thread can still hold an event
- *    pointing at it.
+ *    pointing at it and the kernel holds no request for it (io_uring).
+ *  - A thread that is not the owner never touches the loop's kernel side
+ *    (an io_uring is not thread-safe): what it cannot do for a
+ *    connection goes to the owner through the loop's kick list.
  */
 #include "engine.h"
 
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <arpa/inet.h>
 #include <signal.h>
 #include <stdio.h>
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -81,6 +82,14 @@ static struct {
 
 static _Thread_local grace__worker_t *self;
 
+const grace__backend_t *grace__be = &grace__backend_epoll;
+
+bool grace__loop_owned(const grace__loop_t *L)
+{
+    const grace__worker_t *w = self;
+    return w != NULL && w->loop == L && !w->lost;
+}
+
 void grace__handler_enter(void)
 {
     grace__worker_t *w = self;
@@ -104,197 +113,62 @@ void grace__handler_leave(void)
         w->lost = true; /* the monitor gave our loop to another thread */
 }
 
-/* ---- Accept ---------------------------------------------------------------- */
-
-/* Out of descriptors (EMFILE, ENFILE) or kernel memory: the connection stays
- * in the kernel's queue, and the listener stays readable, so taking it again
- * at once would spin. Take the listener out of this loop's epoll set for a
- * pause that doubles (10 ms to 1 s) while the episode lasts; a connection
- * closing on this loop ends the pause early (maintenance). Other loops do
- * the same when they hit the limit. One log line per episode. (libuv and
- * nginx keep a spare descriptor to accept and close instead: with several
- * loops sharing one listener that trick races, and a refused connection is
- * worse than one that waits a few milliseconds in the queue.) */
-static void pause_accepting(grace__loop_t *L, grace__listener_t *l, int err)
-{
-    int64_t now = now_ms();
-    if (L->episode_ms == 0) {
-        L->episode_ms = now;
-        L->n_pauses = 0;
-        L->pause_ms = 10;
-        grace_log("accept on [%s]: %s: loop %d pauses accepting; new connections wait in the "
-                  "kernel queue",
-                  l->shown, strerror(err), L->id);
-    } else if (L->resume_ms <= now) {
-        L->pause_ms = L->pause_ms >= 500 ? 1000 : L->pause_ms * 2;
-    }
-    L->n_pauses++;
-    for (int i = 0; i < L->n_paused; i++)
-        if (L->paused[i] == l)
-            goto timer;
-    if (L->n_paused < GRACE__MAX_LISTENERS && epoll_ctl(L->epfd, EPOLL_CTL_DEL, l->fd, NULL) == 0)
-        L->paused[L->n_paused++] = l;
-timer:
-    L->resume_ms = now + L->pause_ms;
-    if (L->next_scan_ms > L->resume_ms)
-        L->next_scan_ms = L->resume_ms;
-}
-
-/* Put paused listeners back when the pause is over or a descriptor was
- * freed; a listener whose server has begun to drain stays out. */
-static void resume_accepting(grace__loop_t *L, int64_t now)
-{
-    if (L->n_paused == 0)
-        return;
-    bool freed = atomic_exchange(&L->fd_freed, false);
-    if (!freed && now < L->resume_ms)
-        return;
-    for (int i = 0; i < L->n_paused; i++) {
-        grace__listener_t *l = L->paused[i];
-        struct epoll_event ev = {EPOLLIN | EPOLLEXCLUSIVE, {.ptr = l}};
-        if (atomic_load(&l->server->state) == GRACE__SRV_RUNNING && l->fd >= 0)
-            epoll_ctl(L->epfd, EPOLL_CTL_ADD, l->fd, &ev);
-    }
-    L->n_paused = 0;
-}
-
-/* max_connections passed: the connection gets "503 Service Unavailable"
- * and is closed (conn.c lingers, so the answer is not lost to a reset). One
- * log line per episode; conn.c logs its end. */
-static void over_limit(grace__conn_t *c)
-{
-    grace_server_t *s = c->server;
-    atomic_fetch_add(&s->n_refused, 1);
-    if (!atomic_exchange(&s->over_limit, true))
-        grace_log("server %s: max_connections (%zu) reached: new connections are answered 503",
-                  s->name, s->opt.max_connections);
-    grace__response_error(&c->out, 503, s->server_header);
-    c->close_after_write = true;
-}
-
-/* Dotted quad, as inet_ntop writes it, without its trip through
- * snprintf (once per connection: it showed in profiles of short ones). */
-static void ipv4_text(const unsigned char b[4], char *out)
-{
-    for (int i = 0; i < 4; i++) {
-        unsigned v = b[i];
-        if (v >= 100)
-            *out++ = (char)('0' + v / 100);
-        if (v >= 10)
-            *out++ = (char)('0' + v / 10 % 10);
-        *out++ = (char)('0' + v % 10);
-        *out++ = i < 3 ? '.' : '\0';
-    }
-}
-
-static void client_address(grace__conn_t *c, const struct sockaddr_storage *sa)
-{
-    if (sa->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)sa;
-        if (IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr))
-            ipv4_text(&a6->sin6_addr.s6_addr[12], c->client_ip);
-        else
-            inet_ntop(AF_INET6, &a6->sin6_addr, c->client_ip, sizeof c->client_ip);
-        c->client_port = ntohs(a6->sin6_port);
-    } else {
-        const struct sockaddr_in *a4 = (const struct sockaddr_in *)sa;
-        ipv4_text((const unsigned char *)&a4->sin_addr, c->client_ip);
-        c->client_port = ntohs(a4->sin_port);
-    }
-}
-
-static void do_accept(grace__loop_t *L, grace__listener_t *l)
-{
-    grace_server_t *s = l->server;
-    /* A draining server keeps accepting until this loop has dropped its
-     * listeners: an EPOLLEXCLUSIVE wakeup taken here was not given to the
-     * new process after a restart, so the connection must not be left in
-     * the queue. */
-    uint_fast64_t bit = (uint_fast64_t)1 << L->id;
-    for (int i = 0; i < ACCEPTS_PER_WAKE; i++) {
-        if (atomic_load(&s->released_mask) & bit)
-            return;
-        struct sockaddr_storage sa;
-        socklen_t sa_len = sizeof sa;
-        int fd = accept4(l->fd, (struct sockaddr *)&sa, &sa_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
-                continue;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                pause_accepting(L, l, errno);
-            } else if (errno == EAGAIN && L->episode_ms) {
-                /* The queue is empty: this loop has caught up. */
-                grace_log("accept on [%s]: loop %d accepts normally again after %lld ms "
-                          "(%ld pauses)",
-                          l->shown, L->id, (long long)(now_ms() - L->episode_ms), L->n_pauses);
-                L->episode_ms = 0;
-            }
-            return;
-        }
-        grace__conn_t *c = grace__conn_new(L, s);
-        if (c == NULL) {
-            close(fd);
-            continue;
-        }
-        L->last_accept_ms = c->active_ms = now_ms();
-        if (l->tls && (c->ssl = grace__tls_new(s->tls_ctx, fd)) == NULL) {
-            c->fd = -1;
-            c->prev = c->next = c; /* not listed yet: conn_free unlinks nothing */
-            grace__conn_free(c);
-            close(fd);
-            continue;
-        }
-        c->fd = fd;
-        c->nodelay = c->ssl != NULL; /* (grace__tls_new set it) */
-        /* HTTPS: the handshake has its own limit, from the accept, which
-         * no trickle of bytes extends (conn.c set_deadline). */
-        c->deadline_ms =
-            c->active_ms + (c->ssl ? s->opt.tls_handshake_timeout_ms : s->opt.idle_timeout_ms);
-        client_address(c, &sa);
-        if ((size_t)atomic_fetch_add(&s->n_conns, 1) >= s->opt.max_connections)
-            over_limit(c);
-        c->next = L->conns.next;
-        c->prev = &L->conns;
-        L->conns.next->prev = c;
-        L->conns.next = c;
-        grace__conn_start(c);
-        if (self->lost)
-            return; /* its handler ran long: another thread has this loop now */
-    }
-}
-
 /* ---- Loop ------------------------------------------------------------------ */
 
-/* Make this loop's epoll set match the servers' states: a draining server's
- * listeners leave it (once every loop has let go, lifecycle.c closes them --
- * after the probation of a restart); a server running again after a
- * probation rollback gets its listeners back. */
-static void sync_listeners(grace__loop_t *L)
+/* A draining server in this loop: stop accepting on its listeners; once
+ * none is accepted on any more (an io_uring's accept ends only when its
+ * cancellation comes back), mark the loop as released, and when every loop
+ * is, say so (lifecycle.c then closes them -- after the probation of a
+ * restart). */
+static void release_listeners(grace__loop_t *L, grace_server_t *s)
 {
     uint_fast64_t bit = (uint_fast64_t)1 << L->id;
     uint_fast64_t all =
         eng.n_loops == 64 ? ~(uint_fast64_t)0 : (((uint_fast64_t)1 << eng.n_loops) - 1);
+    bool gone = true;
+    for (size_t k = 0; k < s->n_listeners; k++)
+        gone &= grace__be->listen_stop(L, &s->listeners[k]);
+    if (!gone)
+        return; /* (grace__loop_recheck_listeners brings us back) */
+    if ((atomic_fetch_or(&s->released_mask, bit) | bit) == all) {
+        atomic_store(&s->all_released, true);
+        eng.hooks.listeners_released(s);
+    }
+}
+
+/* Make what this loop accepts on match the servers' states: a draining
+ * server's listeners are let go (release_listeners); a running server's
+ * are accepted on -- after a probation rollback, after an accept that
+ * ended, and (io_uring) when the server starts -- unless out of descriptors
+ * paused them. */
+static void sync_listeners(grace__loop_t *L)
+{
+    uint_fast64_t bit = (uint_fast64_t)1 << L->id;
     int n = atomic_load(&eng.n_servers);
     for (int i = 0; i < n; i++) {
         grace_server_t *s = eng.servers[i];
         int st = atomic_load(&s->state);
         bool released = atomic_load(&s->released_mask) & bit;
         if (st == GRACE__SRV_DRAINING && !released) {
-            for (size_t k = 0; k < s->n_listeners; k++)
-                epoll_ctl(L->epfd, EPOLL_CTL_DEL, s->listeners[k].fd, NULL);
-            if ((atomic_fetch_or(&s->released_mask, bit) | bit) == all) {
-                atomic_store(&s->all_released, true);
-                eng.hooks.listeners_released(s);
-            }
-        } else if (st == GRACE__SRV_RUNNING && released) {
+            release_listeners(L, s);
+        } else if (st == GRACE__SRV_RUNNING) {
             for (size_t k = 0; k < s->n_listeners; k++) {
-                struct epoll_event ev = {EPOLLIN | EPOLLEXCLUSIVE, {.ptr = &s->listeners[k]}};
-                epoll_ctl(L->epfd, EPOLL_CTL_ADD, s->listeners[k].fd, &ev);
+                grace__listener_t *l = &s->listeners[k];
+                if (!(atomic_load(&l->armed) & bit) && !grace__accept_is_paused(L, l) &&
+                    l->fd >= 0)
+                    grace__be->listen_start(L, l);
             }
-            atomic_fetch_and(&s->released_mask, ~bit);
-            atomic_store(&s->all_released, false);
+            if (released) {
+                atomic_fetch_and(&s->released_mask, ~bit);
+                atomic_store(&s->all_released, false);
+            }
         }
     }
+}
+
+void grace__loop_recheck_listeners(grace__loop_t *L)
+{
+    atomic_store(&L->check_drain, true);
 }
 
 /* Memory comes back after a crowd of connections is gone or gone idle:
@@ -314,32 +188,42 @@ static void give_memory_back(grace__loop_t *L, int64_t now)
     }
 }
 
-/* Between batches: free closed connections, release listeners of draining
- * servers, and run every connection's timers (grace__conn_tick: timeouts,
- * the drain's idle rule). No handler runs here, so the owner cannot change
- * under it. */
-static void maintenance(grace__loop_t *L)
+/* Free the connections closed since the last time, those the kernel is
+ * done with (io_uring: their requests' last completions came back) and
+ * that no kick still names; the others wait for the next time. */
+static void free_closed(grace__loop_t *L)
 {
     pthread_mutex_lock(&L->mu);
-    grace__conn_t *dead = L->closed;
+    grace__conn_t *dead = L->closed, *keep = NULL;
     L->closed = NULL;
     pthread_mutex_unlock(&L->mu);
     while (dead) {
         grace__conn_t *n = dead->next_closed;
-        grace__conn_free(dead);
+        /* (kick_queued: set before the close, by whoever closed it, and
+         * cleared by this thread: no lock needed to read it.) */
+        if (!grace__be->conn_release(dead) || dead->kick_queued) {
+            dead->next_closed = keep;
+            keep = dead;
+        } else {
+            grace__conn_free(dead);
+        }
         dead = n;
     }
-    bool drain = atomic_exchange(&L->check_drain, false);
-    if (drain)
-        sync_listeners(L);
-    int64_t now = now_ms();
-    resume_accepting(L, now);
-    if (!drain && now < L->next_scan_ms)
+    if (keep == NULL)
         return;
-    L->next_scan_ms = now + SCAN_MS;
-    if (L->n_paused && L->resume_ms < L->next_scan_ms)
-        L->next_scan_ms = L->resume_ms;
-    give_memory_back(L, now);
+    pthread_mutex_lock(&L->mu);
+    grace__conn_t *last = keep;
+    while (last->next_closed)
+        last = last->next_closed;
+    last->next_closed = L->closed;
+    L->closed = keep;
+    pthread_mutex_unlock(&L->mu);
+}
+
+/* Every connection's timers (grace__conn_tick: timeouts, the drain's idle
+ * rule). */
+static void tick_conns(grace__loop_t *L, int64_t now)
+{
     for (grace__conn_t *c = L->conns.next, *n; c != &L->conns; c = n) {
         n = c->next;
         if (atomic_exchange(&c->busy, 1))
@@ -355,6 +239,26 @@ static void maintenance(grace__loop_t *L)
     }
 }
 
+/* Between batches: free closed connections, release listeners of draining
+ * servers, and run every connection's timers. No handler runs here, so the
+ * owner cannot change under it. */
+static void maintenance(grace__loop_t *L)
+{
+    free_closed(L);
+    bool drain = atomic_exchange(&L->check_drain, false);
+    if (drain)
+        sync_listeners(L);
+    int64_t now = now_ms();
+    grace__accept_resume(L, now);
+    if (!drain && now < L->next_scan_ms)
+        return;
+    L->next_scan_ms = now + SCAN_MS;
+    if (L->n_paused && L->resume_ms < L->next_scan_ms)
+        L->next_scan_ms = L->resume_ms;
+    give_memory_back(L, now);
+    tick_conns(L, now);
+}
+
 static int loop_timeout(const grace__loop_t *L)
 {
     int64_t t = L->next_scan_ms - now_ms();
@@ -364,35 +268,14 @@ static int loop_timeout(const grace__loop_t *L)
 /* Run loop L until this thread loses it to a handoff. */
 static void loop_run(grace__loop_t *L)
 {
+    const grace__backend_t *be = grace__be;
     for (;;) {
-        if (L->idx >= L->n_events) {
+        if (!be->step(L)) {
             maintenance(L);
             if (self->lost)
                 return;
-            int n = epoll_wait(L->epfd, L->events, BATCH, loop_timeout(L));
-            if (n < 0) {
-                if (errno != EINTR)
-                    grace_log("epoll_wait: %s", strerror(errno));
-                n = 0;
-            }
-            L->n_events = n;
-            L->idx = 0;
+            be->wait(L, loop_timeout(L));
             continue;
-        }
-        struct epoll_event ev = L->events[L->idx++];
-        switch (*(int *)ev.data.ptr) {
-        case GRACE__EV_CONN:
-            grace__conn_event(ev.data.ptr);
-            break;
-        case GRACE__EV_LISTENER:
-            do_accept(L, ev.data.ptr);
-            break;
-        case GRACE__EV_WAKE: {
-            uint64_t v;
-            ssize_t r = read(L->wake.fd, &v, sizeof v);
-            (void)r;
-            break;
-        }
         }
         if (self->lost)
             return;
@@ -492,6 +375,41 @@ static void *monitor_main(void *arg)
     return NULL;
 }
 
+/* GRACE_BACKEND=epoll or io_uring forces a backend; unset (or "auto"),
+ * io_uring runs when it works here (grace__uring_probe: containers and
+ * seccomp profiles often forbid it), else epoll. One log line says which,
+ * and why. A forced io_uring that cannot run is an error, not a quiet
+ * epoll: whoever forced it wants to know. */
+static int choose_backend(int n_loops)
+{
+    const char *want = getenv("GRACE_BACKEND");
+    bool epoll = want && strcmp(want, "epoll") == 0;
+    bool uring = want && strcmp(want, "io_uring") == 0;
+    if (want && *want && !epoll && !uring && strcmp(want, "auto") != 0) {
+        grace_log("GRACE_BACKEND=%s: not a backend (epoll, io_uring or auto)", want);
+        return GRACE_EINVAL;
+    }
+    char why[200] = "grace was built without io_uring (GRACE_IO_URING=OFF)";
+    int r = GRACE_EINVAL;
+#ifdef GRACE_HAVE_IO_URING
+    if (!epoll && (r = grace__uring_probe(why, sizeof why)) == 0) {
+        grace__be = &grace__backend_uring;
+        grace_log("%d event loops on io_uring%s", n_loops, uring ? " (GRACE_BACKEND=io_uring)" : "");
+        return 0;
+    }
+#endif
+    if (uring) {
+        grace_log("GRACE_BACKEND=io_uring, but io_uring cannot run here: %s", why);
+        return r;
+    }
+    grace__be = &grace__backend_epoll;
+    if (epoll)
+        grace_log("%d event loops on epoll (GRACE_BACKEND=epoll)", n_loops);
+    else
+        grace_log("%d event loops on epoll: io_uring cannot run here: %s", n_loops, why);
+    return 0;
+}
+
 static void engine_init(void)
 {
     /* A peer that closes while we write must be an error return, not a
@@ -521,18 +439,21 @@ static void engine_init(void)
         return;
     }
     eng.n_loops = (int)n;
+    if ((eng.err = choose_backend((int)n)) < 0)
+        return;
     for (int i = 0; i < eng.n_loops; i++) {
         grace__loop_t *L = &eng.loops[i];
         L->id = i;
         L->conns.next = L->conns.prev = &L->conns;
         L->spare.next = L->spare.prev = &L->spare;
         pthread_mutex_init(&L->mu, NULL);
-        L->epfd = epoll_create1(EPOLL_CLOEXEC);
         L->wake.kind = GRACE__EV_WAKE;
         L->wake.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        struct epoll_event ev = {EPOLLIN, {.ptr = &L->wake}};
-        if (L->epfd < 0 || L->wake.fd < 0 || epoll_ctl(L->epfd, EPOLL_CTL_ADD, L->wake.fd, &ev)) {
-            eng.err = -errno;
+        char why[200] = "eventfd";
+        int r = L->wake.fd < 0 ? -errno : grace__be->loop_init(L, why, sizeof why);
+        if (r < 0) {
+            grace_log("event loop %d: %s: %s", i, why, strerror(-r));
+            eng.err = r;
             return;
         }
     }
@@ -568,35 +489,44 @@ int grace__engine_on_tick(void (*fn)(int64_t now))
     return r;
 }
 
-int grace__engine_add_server(grace_server_t *s)
+/* Accept on s's listeners in every loop, all or none (listen_any_thread
+ * backends). Called with eng.mu held. */
+static int listen_everywhere(grace_server_t *s)
 {
-    grace__listener_t *ls = s->listeners;
-    size_t n = s->n_listeners;
-    pthread_mutex_lock(&eng.mu);
-    int r = 0, have = atomic_load(&eng.n_servers);
-    if (have == MAX_REGISTERED)
-        r = GRACE_ENOMEM;
-    int done = 0; /* loops that took every listener */
+    int r = 0, done = 0; /* loops that took every listener */
     for (; r == 0 && done < eng.n_loops; done++) {
-        for (size_t i = 0; i < n && r == 0; i++) {
-            struct epoll_event ev = {EPOLLIN | EPOLLEXCLUSIVE, {.ptr = &ls[i]}};
-            if (epoll_ctl(eng.loops[done].epfd, EPOLL_CTL_ADD, ls[i].fd, &ev) < 0) {
-                r = -errno;
+        grace__loop_t *L = &eng.loops[done];
+        for (size_t i = 0; i < s->n_listeners && r == 0; i++) {
+            if ((r = grace__be->listen_start(L, &s->listeners[i])) < 0)
                 for (size_t k = 0; k < i; k++) /* this loop: undo its part */
-                    epoll_ctl(eng.loops[done].epfd, EPOLL_CTL_DEL, ls[k].fd, NULL);
-            }
+                    grace__be->listen_stop(L, &s->listeners[k]);
         }
         if (r < 0)
             break;
     }
-    for (int k = 0; r < 0 && k < done; k++) /* all or none */
-        for (size_t i = 0; i < n; i++)
-            epoll_ctl(eng.loops[k].epfd, EPOLL_CTL_DEL, ls[i].fd, NULL);
+    for (int k = 0; r < 0 && k < done; k++)
+        for (size_t i = 0; i < s->n_listeners; i++)
+            grace__be->listen_stop(&eng.loops[k], &s->listeners[i]);
+    return r;
+}
+
+int grace__engine_add_server(grace_server_t *s)
+{
+    pthread_mutex_lock(&eng.mu);
+    int r = 0, have = atomic_load(&eng.n_servers);
+    if (have == MAX_REGISTERED)
+        r = GRACE_ENOMEM;
+    if (r == 0 && grace__be->listen_any_thread)
+        r = listen_everywhere(s);
     if (r == 0) {
         eng.servers[have] = s;
         atomic_store(&eng.n_servers, have + 1);
     }
     pthread_mutex_unlock(&eng.mu);
+    /* Otherwise each loop arms the listeners itself (sync_listeners). A
+     * connection that comes first waits in the queue meanwhile. */
+    if (r == 0 && !grace__be->listen_any_thread)
+        grace__engine_sync_listeners();
     return r;
 }
 
