@@ -146,10 +146,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason=f"under valgrind: {why}"))
 
 
-def sanitizer_env():
+def sanitizer_env(extra=None):
     """The environment for a server: ours plus sanitizer settings that make
-    reports land on stderr and leaks count."""
+    reports land on stderr and leaks count, then extra (a value of None
+    removes that variable)."""
     env = dict(os.environ)
+    for k, v in (extra or {}).items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = v
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:halt_on_error=1")
     env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
     env.setdefault("LSAN_OPTIONS", "")
@@ -163,8 +169,9 @@ class Server:
     the pipe never fills and a test can wait for a given line."""
 
     def __init__(self, name, args=(), n_ports=1, host=True, nofile=None, own_group=False,
-                 exe=None, wrap=()):  # fmt: skip
+                 exe=None, wrap=(), env=None):  # fmt: skip
         self.name = name
+        self.env = env  # variables to set (None: unset) for the server, over ours
         self.nofile = nofile  # RLIMIT_NOFILE for the server (None: ours)
         self.own_group = own_group  # a process group of its own (signals to the group)
         self.exe = Path(exe) if exe else example_path(name)
@@ -195,7 +202,7 @@ class Server:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            env=sanitizer_env(),
+            env=sanitizer_env(self.env),
             preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)))
             if limit
             else None,
@@ -346,9 +353,10 @@ class ServerPool:
     def __init__(self):
         self.servers = []
 
-    def start(self, name, *args, n_ports=1, host=True, nofile=None, own_group=False, exe=None):
+    def start(self, name, *args, n_ports=1, host=True, nofile=None, own_group=False, exe=None,
+              wrap=(), env=None):  # fmt: skip
         srv = Server(name, args, n_ports=n_ports, host=host, nofile=nofile, own_group=own_group,
-                     exe=exe)  # fmt: skip
+                     exe=exe, wrap=wrap, env=env)  # fmt: skip
         self.servers.append(srv)
         return srv.start()
 
