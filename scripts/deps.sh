@@ -4,12 +4,13 @@
 #   scripts/deps.sh [build|test|bench]...      (default: build)
 #
 #   build  compiler and build tools: gcc, make, cmake, pkg-config; libssl-dev,
-#          libyaml-dev; libcurl4-openssl-dev and libcjson-dev (gracectl)
+#          libyaml-dev, liburing-dev (the io_uring backend); libcurl4-openssl-dev
+#          and libcjson-dev (gracectl)
 #   test   build + clang and lld (warning check, ASan, libFuzzer) + python3-pytest,
-#          python3-requests (black-box tests) + curl and wrk (real clients
-#          across restarts) + valgrind (make test-valgrind) + systemd
-#          (systemd-socket-activate) and util-linux (unshare) for the
-#          supervisor tests
+#          python3-pytest-xdist (two tests at a time), python3-requests
+#          (black-box tests) + curl and wrk (real clients across restarts) +
+#          valgrind (make test-valgrind) + systemd (systemd-socket-activate)
+#          and util-linux (unshare) for the supervisor tests
 #   bench  build + wrk (load generator) + nginx-light (the peer we compare
 #          with) + python3-matplotlib (plots); linux-perf if it can be had
 #
@@ -23,14 +24,14 @@
 set -euo pipefail
 
 usage() {
-    sed -n '2,14s/^# \{0,1\}//p' "$0" >&2
+    sed -n '2,15s/^# \{0,1\}//p' "$0" >&2
     exit "${1:-2}"
 }
 
-build_pkgs=(build-essential gcc make cmake pkg-config libssl-dev openssl libyaml-dev
+build_pkgs=(build-essential gcc make cmake pkg-config libssl-dev openssl libyaml-dev liburing-dev
             libcurl4-openssl-dev libcjson-dev)
-test_pkgs=("${build_pkgs[@]}" clang lld python3-pytest python3-requests curl wrk chromium libclang-rt-14-dev
-           valgrind systemd util-linux)
+test_pkgs=("${build_pkgs[@]}" clang lld python3-pytest python3-pytest-xdist python3-requests curl wrk
+           chromium libclang-rt-14-dev valgrind systemd util-linux)
 bench_pkgs=("${build_pkgs[@]}" wrk nginx-light python3-matplotlib)
 bench_optional=(linux-perf) # perf stat for the benchmark, when the kernel allows
 

@@ -380,6 +380,8 @@ static int step_output(grace__conn_t *c)
 static int step_input(grace__conn_t *c, int *handled)
 {
     if (try_request(c) == REQ_DONE) {
+        if (grace__be->owner_only && !grace__loop_owned(c->loop))
+            return STEP_ON; /* the handler lost us the loop: step_owner hands c over */
         if (++*handled >= MAX_REQUESTS_PER_WAKE && c->in.len > 0) {
             /* Fairness: let other connections run; we come back in the
              * next batch. */

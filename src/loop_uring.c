@@ -24,12 +24,17 @@
  * A multishot request can end by itself (the completion queue was full, a
  * thread that submitted it exited, no buffer was free): whatever ends
  * without us asking is armed again. A closed connection is freed only when
- * its last request is back (conn_release). The ring is used by the owner
- * thread only (workers.c); no IORING_SETUP_SINGLE_ISSUER, as the owner
- * changes on a hand-off, and no COOP_TASKRUN: completions of requests
- * submitted by a thread that is now blocked in a handler must still come
- * (the kernel runs them by interrupting that thread, which does not
- * notice).
+ * its last request is back (conn_release).
+ *
+ * The ring is used by the owner thread only (workers.c), but the owner
+ * changes on a hand-off: so no IORING_SETUP_SINGLE_ISSUER (nor
+ * DEFER_TASKRUN, which needs it). The kernel finishes a request in the
+ * thread that submitted it, which may now be blocked in a handler: with
+ * COOP_TASKRUN it is woken from an interruptible sleep to do so (the
+ * system call it sleeps in goes on unnoticed) and, busy in user space, at
+ * its next entry into the kernel (a timer tick at the latest), instead of
+ * being interrupted at once -- which costs every loop an interrupt per
+ * completion while it runs.
  */
 #include "engine.h"
 
@@ -111,7 +116,7 @@ static int ring_init(struct io_uring *ring, unsigned sq, unsigned cq, char *why,
 {
     struct io_uring_params p;
     memset(&p, 0, sizeof p);
-    p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
+    p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN;
     p.cq_entries = cq;
     int r = io_uring_queue_init_params(sq, ring, &p);
     if (r < 0) {

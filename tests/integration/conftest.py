@@ -330,6 +330,17 @@ class Server:
                 self._cond.wait(min(left, 0.5))
         pytest.fail(f"{self.name}: no stderr line matching {pattern!r}\nstderr:\n{self.stderr()}")
 
+    def wait_until(self, pred, timeout=IO_TIMEOUT):
+        """Wait until pred() (say, about stderr()) is true, looking again at
+        each new log line; fails the test on timeout or process exit."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not pred():
+                left = deadline - time.monotonic()
+                if self._eof or left <= 0:
+                    pytest.fail(f"{self.name}: {pred} never true\nstderr:\n{self.stderr()}")
+                self._cond.wait(min(left, 0.5))
+
     def problems(self):
         """What is wrong with a stopped server: a non-zero exit or a sanitizer
         report. Empty list when all is well."""

@@ -135,6 +135,9 @@ def test_connection_limit_and_error_log(servers, tmp_path):
     finally:
         for c in held:
             c.close()
+    # (The server sees the closes a moment later: until then a new
+    # connection could still be over the limit.)
+    srv.wait_for_line(r": server default: below max_connections again")
     with RawConn(srv.port) as c:
         c.send(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: x\r\n\r\n")
         assert c.read_response().status == 400

@@ -101,7 +101,7 @@ def test_seed_walkthrough_in_master_mode(grace_servers):
     r = admin(srv, "restart")
     assert r.status_code == 200, f"{r.status_code} {r.text!r}\n{srv.stderr()}"
     c2 = int(re.fullmatch(r"restarted: new pid (\d+)\n", r.text).group(1))
-    assert serving_children(srv, mark) == [c2]
+    assert wait_children(srv, 1, mark) == [c2]  # (the log line may come a moment later)
     srv.wait_for_line(line_re(srv.pid, r"master: graceful restart asked by child " + str(c1)),
                       start=mark)  # fmt: skip
 
