@@ -397,6 +397,11 @@ static int step_input(grace__conn_t *c, int *handled)
         return STEP_CLOSED;
     }
     if (!c->maybe_readable) {
+        /* Completion mode: the first pass's recv(2) took a part of the
+         * request (a head, its body to follow); from now on the ring
+         * receives. */
+        if (c->io == IO_COMPLETION && !c->recv_armed && !c->rd_end)
+            grace__be->conn_recv(c);
         set_deadline(c);
         return STEP_WAIT;
     }

@@ -501,7 +501,7 @@ int grace__uring_probe(char *why, size_t why_len)
     int r = ring_init(&ring, 4, 8, why, why_len), sv[2] = {-1, -1};
     if (r < 0)
         return r;
-    struct io_uring_buf_ring *br;
+    struct io_uring_buf_ring *br = NULL;
     char *bufs;
     if ((r = bufs_init(&ring, 2, 64, &br, &bufs, why, why_len)) < 0)
         goto out;
@@ -533,6 +533,8 @@ out:
         close(sv[0]);
         close(sv[1]);
     }
-    io_uring_queue_exit(&ring); /* (cancels the receive; the buffers stay mapped: 4 KiB) */
+    io_uring_queue_exit(&ring); /* (cancels the receive) */
+    if (br != NULL)
+        munmap(br, 2 * (sizeof(struct io_uring_buf) + 64));
     return r < 0 ? r : 0;
 }

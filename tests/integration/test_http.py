@@ -139,6 +139,28 @@ def test_body_sent_in_pieces(echo):
     assert j["body"] == "hello world"
 
 
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        [b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n", b"hello world"],
+        [b"POST /p HTTP/1.1\r\nHost: x\r\nCont", b"ent-Length: 11\r\n\r\nhello", b" world"],
+    ],
+    ids=["head-then-body", "split-head-then-body"],
+)
+def test_new_connection_whose_request_comes_in_pauses(echo, pieces):
+    """The first piece reaches the server alone (the pause is longer than
+    the server takes to read it), so the rest must be waited for: a server
+    that read the first piece on accept and then stopped listening (the
+    io_uring backend did) never answers."""
+    with RawConn(echo.port) as c:
+        for i, piece in enumerate(pieces):
+            if i:
+                time.sleep(0.2)
+            c.send(piece)
+        j = parsed(c.read_response())
+    assert j["body"] == "hello world"
+
+
 def test_body_at_the_limit_is_accepted(echo):
     body = b"b" * MAX_BODY
     r = http("POST", echo.url("/limit"), data=body)
