@@ -533,8 +533,8 @@ static bool drain_closes(const grace__conn_t *c, int64_t now)
 static bool timed_out(grace__conn_t *c, int64_t now)
 {
     if (c->ssl && !c->lingering && !grace__tls_handshake_done(c->ssl))
-        grace_log("TLS handshake with %s not done within %lld ms: connection closed",
-                  c->client_ip, (long long)c->server->opt.tls_handshake_timeout_ms);
+        grace_log("TLS handshake with %s not done within %lld ms: connection closed", c->client_ip,
+                  (long long)c->server->opt.tls_handshake_timeout_ms);
     if (c->req_started && c->out.len == c->out_off && !c->lingering && !c->close_after_write) {
         if (c->server->opt.error_log >= 0)
             grace_log("request from %s timed out after %lld ms", c->client_ip,

@@ -159,8 +159,8 @@ bool grace__conn_input(grace__conn_t *c, const char *data, int res)
             c->rd_end = res == 0 ? 1 : res;
         return false;
     }
-    if (take_inbox(c) < 0 || (res > 0 && !c->lingering &&
-                              grace__buf_append(&c->in, data, (size_t)res) < 0))
+    if (take_inbox(c) < 0 ||
+        (res > 0 && !c->lingering && grace__buf_append(&c->in, data, (size_t)res) < 0))
         c->rd_end = -ENOMEM;
     else if (res <= 0 && c->rd_end == 0)
         c->rd_end = res == 0 ? 1 : res;

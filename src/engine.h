@@ -95,15 +95,15 @@ struct grace__conn {
     uint8_t io;       /* IO_READY or IO_COMPLETION */
     /* Completion mode, the loop owner's alone (loop_uring.c and conn_io.c
      * on the owner thread; the busy flag does not guard these): */
-    bool recv_armed; /* a multishot receive is outstanding */
-    bool recv_tried; /* the first read was tried with recv(2) */
-    bool fresh;      /* in its first pass (grace__conn_start) */
-    bool sending;    /* a send of c->out is outstanding */
-    bool cancelled;  /* closed: its outstanding requests were cancelled */
-    int8_t ops;      /* requests outstanding in the ring; freed only at 0 */
-    int rd_end;      /* the receive ended: 1 at EOF, else -errno; 0 while open */
-    int wr_err;      /* a send failed: -errno */
-    size_t sent;     /* bytes a send completion reported, not yet taken off c->out */
+    bool recv_armed;    /* a multishot receive is outstanding */
+    bool recv_tried;    /* the first read was tried with recv(2) */
+    bool fresh;         /* in its first pass (grace__conn_start) */
+    bool sending;       /* a send of c->out is outstanding */
+    bool cancelled;     /* closed: its outstanding requests were cancelled */
+    int8_t ops;         /* requests outstanding in the ring; freed only at 0 */
+    int rd_end;         /* the receive ended: 1 at EOF, else -errno; 0 while open */
+    int wr_err;         /* a send failed: -errno */
+    size_t sent;        /* bytes a send completion reported, not yet taken off c->out */
     grace__buf_t inbox; /* received while another thread held the connection */
     /* Under loop->mu: the loop's kick list (grace__conn_kick). */
     bool kick_queued;
@@ -132,6 +132,7 @@ struct grace__loop {
     long n_released;        /* connections freed to malloc since the last trim */
     int64_t trimmed_ms;     /* last malloc_trim() by this loop */
     atomic_bool check_drain;
+    bool sweep; /* owner: accept once more on stopped listeners (workers.c) */
     int64_t next_scan_ms;
     /* Out of descriptors (EMFILE): listeners this loop stopped accepting on
      * until resume_ms, or until a connection of this loop closes. */

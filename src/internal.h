@@ -189,7 +189,7 @@ int grace__router_match(const grace__router_t *r, grace_str_t method, grace_str_
 #define GRACE__ENV_LISTEN_FDS "GRACE_LISTEN_FDS"
 #define GRACE__ENV_READY_FD "GRACE_READY_FD"
 #define GRACE__ENV_DRAINING "GRACE_DRAINING"
-#define GRACE__ENV_MASTER "GRACE_MASTER" /* set by a master for its children */
+#define GRACE__ENV_MASTER "GRACE_MASTER"             /* set by a master for its children */
 #define GRACE__ENV_FULL_RESTART "GRACE_FULL_RESTART" /* set by a full restart for its exec */
 
 typedef struct {
@@ -337,6 +337,7 @@ struct grace_server {
     atomic_long n_refused;              /* 503s of the current episode */
     atomic_long n_inflight;             /* requests inside the handler chain */
     atomic_uint_fast64_t released_mask; /* loops that dropped the listeners (drain) */
+    atomic_uint_fast64_t swept_mask;    /* loops that stopped and then swept them (workers.c) */
     atomic_bool all_released;           /* every loop dropped them */
     atomic_bool listeners_closed;       /* ... and the fds are closed (after probation) */
     atomic_int_fast64_t drain_start_ms; /* when the drain began (monotonic); 0 before */
@@ -354,8 +355,8 @@ struct grace_server {
  * function a streaming response writes through. */
 struct grace_request {
     grace_server_t *server;
-    grace__arena_t *arena;   /* per-request memory, reset after the answer */
-    const char *client_ip;   /* NUL-terminated, lives as long as the connection */
+    grace__arena_t *arena; /* per-request memory, reset after the answer */
+    const char *client_ip; /* NUL-terminated, lives as long as the connection */
     int client_port;
     grace__http_request_t h;
     grace_str_t path; /* decoded */
@@ -402,18 +403,18 @@ int grace__engine_add_server(grace_server_t *s);
 void grace__engine_sync_listeners(void);
 
 /* lifecycle.c: the process's life (see the file). */
-int grace__lifecycle_start(void);                  /* first server start: engine, signals */
-void grace__lifecycle_started(grace_server_t *s);  /* s runs: count it */
+int grace__lifecycle_start(void);                 /* first server start: engine, signals */
+void grace__lifecycle_started(grace_server_t *s); /* s runs: count it */
 void grace__lifecycle_set_drain(int64_t shutdown_timeout_ms, int64_t idle_ms, int64_t delay_ms);
 bool grace__lifecycle_stopping(void); /* a delayed shutdown is under way */
-void grace__drain_begin(void);                     /* start the drain limit's clock */
-void grace__drain_all(void);                       /* drain every running server */
+void grace__drain_begin(void);        /* start the drain limit's clock */
+void grace__drain_all(void);          /* drain every running server */
 bool grace__is_draining(void);
-void grace__force_stop(const char *why);           /* the drain is over: stop waiting */
-void grace__wait_stopped(void);                    /* until every server stopped */
-void grace__lifecycle_hold(bool on);               /* grace_wait() must not return */
+void grace__force_stop(const char *why);             /* the drain is over: stop waiting */
+void grace__wait_stopped(void);                      /* until every server stopped */
+void grace__lifecycle_hold(bool on);                 /* grace_wait() must not return */
 void grace__lifecycle_set_master(void (*run)(void)); /* master mode: grace_wait() runs it */
-void grace__lifecycle_close_listeners(void);       /* (a master's full restart) */
+void grace__lifecycle_close_listeners(void);         /* (a master's full restart) */
 void grace__shutdown_here(void); /* this process only (a child's master is gone) */
 /* Wait until every draining server's listeners have left every loop (no
  * new connection is accepted here any more); false after timeout_ms. */
@@ -477,7 +478,7 @@ int grace__signals_start(void);
 
 /* sys.c */
 int grace__thread_detached(void *(*fn)(void *), void *arg); /* 0 or -errno */
-bool grace__is_executable_file(const char *path); /* a regular file we may execute */
+bool grace__is_executable_file(const char *path);           /* a regular file we may execute */
 /* CPUs this process may use: its affinity mask, capped by a cgroup cpu.max
  * quota (rounded up). At least 1. */
 int grace__usable_cpus(void);

@@ -192,8 +192,8 @@ static int ur_loop_init(grace__loop_t *L, char *why, size_t why_len)
     if (U == NULL)
         return GRACE_ENOMEM;
     int r = ring_init(&U->ring, SQ_ENTRIES, CQ_ENTRIES, why, why_len);
-    if (r == 0 && (r = bufs_init(&U->ring, BUF_COUNT, BUF_SIZE, &U->br, &U->bufs, why,
-                                 why_len)) < 0)
+    if (r == 0 &&
+        (r = bufs_init(&U->ring, BUF_COUNT, BUF_SIZE, &U->br, &U->bufs, why, why_len)) < 0)
         io_uring_queue_exit(&U->ring);
     if (r < 0) {
         free(U);
@@ -270,8 +270,8 @@ static void on_recv(grace__loop_t *L, grace__conn_t *c, const ur_cqe_t *e)
         return;
     /* Input the connection cannot take now (a send outstanding, or its
      * handler blocked): stop receiving until it can (TCP pushes back). */
-    if (c->recv_armed && ((held && c->sending && c->in.len >= INPUT_HIGH) ||
-                          (!held && c->inbox.len >= INPUT_HIGH)))
+    if (c->recv_armed &&
+        ((held && c->sending && c->in.len >= INPUT_HIGH) || (!held && c->inbox.len >= INPUT_HIGH)))
         cancel(U, tag(c, OP_RECV));
     if (held)
         grace__conn_run(c);
@@ -516,14 +516,13 @@ int grace__uring_probe(char *why, size_t why_len)
     sqe->buf_group = BGID;
     struct io_uring_cqe *cqe;
     struct __kernel_timespec ts = {1, 0};
-    if (write(sv[1], "x", 1) != 1 || (r = io_uring_submit_and_wait_timeout(&ring, &cqe, 1, &ts,
-                                                                          NULL)) < 0) {
+    if (write(sv[1], "x", 1) != 1 ||
+        (r = io_uring_submit_and_wait_timeout(&ring, &cqe, 1, &ts, NULL)) < 0) {
         snprintf(why, why_len, "io_uring_enter: %s", strerror(r < 0 ? -r : errno));
         r = r < 0 ? r : -errno;
         goto out;
     }
-    if (cqe->res != 1 || !(cqe->flags & IORING_CQE_F_MORE) ||
-        !(cqe->flags & IORING_CQE_F_BUFFER)) {
+    if (cqe->res != 1 || !(cqe->flags & IORING_CQE_F_MORE) || !(cqe->flags & IORING_CQE_F_BUFFER)) {
         snprintf(why, why_len, "io_uring: no multishot receive (res %d, flags %#x)", cqe->res,
                  cqe->flags);
         r = GRACE_EINVAL;

@@ -117,9 +117,16 @@ void grace__handler_leave(void)
 
 /* A draining server in this loop: stop accepting on its listeners; once
  * none is accepted on any more (an io_uring's accept ends only when its
- * cancellation comes back), mark the loop as released, and when every loop
- * is, say so (lifecycle.c then closes them -- after the probation of a
- * restart). */
+ * cancellation comes back), accept once more what waits (sweep_listeners),
+ * then mark the loop as released, and when every loop is, say so
+ * (lifecycle.c then closes them -- after the probation of a restart).
+ *
+ * The sweep: the kernel wakes one waiter per new connection (EPOLLEXCLUSIVE,
+ * and io_uring's accept). A wake-up given to this loop while it stops --
+ * between it and epoll_wait, or while the ring cancels the accept -- is
+ * given to no one else, so without the sweep that connection would wait in
+ * the queue for the next one to wake the new process: forever, for a
+ * client whose every connection waits there (wrk did, after a restart). */
 static void release_listeners(grace__loop_t *L, grace_server_t *s)
 {
     uint_fast64_t bit = (uint_fast64_t)1 << L->id;
@@ -130,6 +137,10 @@ static void release_listeners(grace__loop_t *L, grace_server_t *s)
         gone &= grace__be->listen_stop(L, &s->listeners[k]);
     if (!gone)
         return; /* (grace__loop_recheck_listeners brings us back) */
+    if (!(atomic_load(&s->swept_mask) & bit)) {
+        L->sweep = true; /* (then the next maintenance comes back here) */
+        return;
+    }
     if ((atomic_fetch_or(&s->released_mask, bit) | bit) == all) {
         atomic_store(&s->all_released, true);
         eng.hooks.listeners_released(s);
@@ -154,10 +165,10 @@ static void sync_listeners(grace__loop_t *L)
         } else if (st == GRACE__SRV_RUNNING) {
             for (size_t k = 0; k < s->n_listeners; k++) {
                 grace__listener_t *l = &s->listeners[k];
-                if (!(atomic_load(&l->armed) & bit) && !grace__accept_is_paused(L, l) &&
-                    l->fd >= 0)
+                if (!(atomic_load(&l->armed) & bit) && !grace__accept_is_paused(L, l) && l->fd >= 0)
                     grace__be->listen_start(L, l);
             }
+            atomic_fetch_and(&s->swept_mask, ~bit);
             if (released) {
                 atomic_fetch_and(&s->released_mask, ~bit);
                 atomic_store(&s->all_released, false);
@@ -169,6 +180,34 @@ static void sync_listeners(grace__loop_t *L)
 void grace__loop_recheck_listeners(grace__loop_t *L)
 {
     atomic_store(&L->check_drain, true);
+}
+
+/* Accept what waits on the listeners this loop has stopped for a drain
+ * (release_listeners says why). Runs where a batch does, not in
+ * maintenance: a connection's first pass may run a handler, and the thread
+ * may lose the loop meanwhile (then the new owner sweeps again). */
+static void sweep_listeners(grace__loop_t *L)
+{
+    uint_fast64_t bit = (uint_fast64_t)1 << L->id;
+    int n = atomic_load(&eng.n_servers);
+    L->sweep = false;
+    for (int i = 0; i < n; i++) {
+        grace_server_t *s = eng.servers[i];
+        if (atomic_load(&s->state) != GRACE__SRV_DRAINING ||
+            (atomic_load(&s->released_mask) & bit) || (atomic_load(&s->swept_mask) & bit))
+            continue;
+        for (size_t k = 0; k < s->n_listeners; k++) {
+            grace__listener_t *l = &s->listeners[k];
+            if (l->fd >= 0 && !(atomic_load(&l->armed) & bit))
+                grace__accept_all(L, l);
+            if (!grace__loop_owned(L)) {
+                L->sweep = true;
+                return;
+            }
+        }
+        atomic_fetch_or(&s->swept_mask, bit);
+    }
+    grace__loop_recheck_listeners(L);
 }
 
 /* Memory comes back after a crowd of connections is gone or gone idle:
@@ -274,6 +313,12 @@ static void loop_run(grace__loop_t *L)
             maintenance(L);
             if (self->lost)
                 return;
+            if (L->sweep) {
+                sweep_listeners(L);
+                if (self->lost)
+                    return;
+                continue; /* (its maintenance releases them) */
+            }
             be->wait(L, loop_timeout(L));
             continue;
         }
@@ -394,7 +439,8 @@ static int choose_backend(int n_loops)
 #ifdef GRACE_HAVE_IO_URING
     if (!epoll && (r = grace__uring_probe(why, sizeof why)) == 0) {
         grace__be = &grace__backend_uring;
-        grace_log("%d event loops on io_uring%s", n_loops, uring ? " (GRACE_BACKEND=io_uring)" : "");
+        grace_log("%d event loops on io_uring%s", n_loops,
+                  uring ? " (GRACE_BACKEND=io_uring)" : "");
         return 0;
     }
 #endif

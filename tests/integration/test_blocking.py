@@ -62,3 +62,27 @@ def test_fifty_sleepers_do_not_block_pid(servers):
     assert len(done) == SLEEPERS
     bad = [d for d in done if len(d) != 3 or d[1] != 200 or d[2] != expected]
     assert not bad, f"{len(bad)} bad /sleep answers, e.g. {bad[:3]}"
+
+
+def test_after_a_handoff_the_loop_serves_what_it_had(servers):
+    """One event loop: a keep-alive connection is open and has been served;
+    a handler then blocks long enough (300 ms) for its loop to be handed to
+    another thread, and when it is over the thread that ran it has nothing
+    to do (a spare). The connection opened before the hand-off, and new
+    ones, are still answered at once: with io_uring, the requests that
+    thread submitted (the connection's receive, the listener's accept) can
+    complete only in that thread."""
+    srv = servers.start("basic", "--port", "0", "--sleep-ms", "300", env={"GRACE_LOOPS": "1"})
+    expected_pid = f"{srv.pid}\n".encode()
+    with RawConn(srv.port, timeout=5) as before:
+        before.send(simple_get("/pid"))
+        assert before.read_response().body == expected_pid
+        with RawConn(srv.port, timeout=5) as sleeper:
+            sleeper.send(simple_get("/sleep"))
+            assert sleeper.read_response(timeout=10).status == 200
+        for _ in range(3):
+            before.send(simple_get("/pid"))
+            r = before.read_response(timeout=5)
+            assert (r.status, r.body) == (200, expected_pid)
+        r = http("GET", srv.url("/pid"), timeout=5)
+        assert (r.status_code, r.content) == (200, expected_pid)
