@@ -417,8 +417,10 @@ void grace__lifecycle_set_master(void (*run)(void)); /* master mode: grace_wait(
 void grace__lifecycle_close_listeners(void);         /* (a master's full restart) */
 void grace__shutdown_here(void); /* this process only (a child's master is gone) */
 /* Wait until every draining server's listeners have left every loop (no
- * new connection is accepted here any more); false after timeout_ms. */
-bool grace__lifecycle_wait_released(int64_t timeout_ms);
+ * new connection is accepted here any more); false after timeout_ms. With
+ * all, until every server is draining too (a drain asked for by a signal
+ * that may not have been seen yet). */
+bool grace__lifecycle_wait_released(int64_t timeout_ms, bool all);
 /* A restart's probation: until (monotonic ms) the listeners of draining
  * servers stay open; 0 ends it and closes them. */
 void grace__lifecycle_probation(int64_t until_ms);

@@ -95,7 +95,7 @@ static void listeners_released(grace_server_t *s)
     pthread_cond_broadcast(&lc.cond); /* grace__lifecycle_wait_released */
     pthread_mutex_unlock(&lc.mu);
     if (in_probation())
-        return; /* grace__lifecycle_probation(0) comes back */
+        return;                 /* grace__lifecycle_probation(0) comes back */
     pthread_mutex_lock(&lc.mu); /* against grace__lifecycle_undrain */
     if (atomic_load(&s->all_released) && !atomic_load(&s->listeners_closed) &&
         atomic_load(&s->state) == GRACE__SRV_DRAINING) {
@@ -124,7 +124,8 @@ static void drain_now(void);
 static void tick(int64_t now)
 {
     int64_t stop_at = atomic_load(&lc.stop_at_ms);
-    if (stop_at > 0 && now >= stop_at && atomic_compare_exchange_strong(&lc.stop_at_ms, &stop_at, -1))
+    if (stop_at > 0 && now >= stop_at &&
+        atomic_compare_exchange_strong(&lc.stop_at_ms, &stop_at, -1))
         drain_now(); /* the shutdown delay is over */
     int64_t deadline = atomic_load(&lc.deadline_ms);
     if (deadline == 0 || now < deadline || in_probation())
@@ -348,7 +349,7 @@ int grace__lifecycle_undrain(void)
 
 /* ---- Waiting -------------------------------------------------------------------- */
 
-bool grace__lifecycle_wait_released(int64_t timeout_ms)
+bool grace__lifecycle_wait_released(int64_t timeout_ms, bool all_servers)
 {
     int64_t deadline = grace__now_ms() + timeout_ms;
     pthread_mutex_lock(&lc.mu);
@@ -356,7 +357,10 @@ bool grace__lifecycle_wait_released(int64_t timeout_ms)
         bool all = true;
         for (int i = 0; i < lc.n_started; i++) {
             int st = atomic_load(&lc.started[i]->state);
-            all &= st != GRACE__SRV_DRAINING || atomic_load(&lc.started[i]->all_released);
+            if (st == GRACE__SRV_RUNNING)
+                all &= !all_servers;
+            else
+                all &= st != GRACE__SRV_DRAINING || atomic_load(&lc.started[i]->all_released);
         }
         int64_t left = deadline - grace__now_ms();
         if (all || left <= 0) {

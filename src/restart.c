@@ -51,7 +51,7 @@ static struct {
     pthread_mutex_t mu; /* one restart at a time; guards the fields below */
     grace_restart_options_t opt;
 
-    atomic_bool full_pending;              /* a full restart waits for the drain */
+    atomic_bool full_pending; /* a full restart waits for the drain */
 } rs = {
     .mu = PTHREAD_MUTEX_INITIALIZER,
     .opt = {0, 30000, 5000, 8, 1000, 2000, 0},
@@ -168,9 +168,9 @@ static int refuse_max_draining(drainer_t *live, int n_live, grace_restart_outcom
     int must_end = n_live + 1 - rs.opt.max_draining; /* >= 1 */
     int64_t wait_ms = live[must_end - 1].deadline_ms - now;
     out->retry_after_s = wait_ms <= 1000 ? 1 : (int)((wait_ms + 999) / 1000);
-    size_t len = (size_t)snprintf(out->why, sizeof out->why,
-                                  "%d older processes are still draining (max_draining %d):",
-                                  n_live, rs.opt.max_draining);
+    size_t len = (size_t)snprintf(
+        out->why, sizeof out->why,
+        "%d older processes are still draining (max_draining %d):", n_live, rs.opt.max_draining);
     for (int i = 0; i < n_live && len < sizeof out->why; i++) {
         time_t t = (time_t)(live[i].deadline_ms / 1000);
         struct tm tm;
@@ -236,7 +236,7 @@ static void hand_over(pid_t pid, int chan, const char *pending)
     grace__drain_all();
     /* Once this returns, new connections reach the new process only:
      * the loops let go of the listeners within a tick or so. */
-    grace__lifecycle_wait_released(1000);
+    grace__lifecycle_wait_released(1000, false);
     grace_log("new process %d is serving; this process finishes its requests and exits", (int)pid);
     grace__pid_file_write(pid);
     grace__notify("MAINPID=%ld\nREADY=1\nSTATUS=serving (new process %ld)", (long)pid, (long)pid);
@@ -389,6 +389,12 @@ static int ask_master(const char *new_exe_path, grace_restart_kind_t kind,
     if (r < 0) {
         snprintf(out->why, sizeof out->why, "the master does not answer: %s", grace_strerror(r));
     } else if (sscanf(reply, "ok %d", &code) == 1) {
+        /* The master told this process to drain (SIGTERM) before it
+         * answered: let the caller return only once it has stopped
+         * accepting, as a self-replacing restart does (hand_over), so a
+         * client that connects after the answer reaches a new child. (A
+         * shutdown_delay keeps accepting: then this waits its second.) */
+        grace__lifecycle_wait_released(1000, true);
         out->pid = code;
         return code;
     } else if (sscanf(reply, "err %d %d %511[^\n]", &code, &retry, out->why) >= 2 && code < 0) {
