@@ -15,7 +15,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-ALLOWED = [{"workers.c", "conn.c", "conn_pool.c"}]  # loop <-> connection, engine.h
+# The engine (engine.h): loops, accepting, connections and the backends
+# call each other through grace__backend_t and the loop <-> connection hooks.
+ENGINE = {"workers.c", "accept.c", "conn.c", "conn_io.c", "conn_pool.c", "loop_epoll.c",
+          "loop_uring.c"}
+ALLOWED = [ENGINE]
 
 
 def objects(build):
@@ -88,7 +92,7 @@ def main():
     bad = []
     for comp in cycles(edges):
         ok = any(comp <= allowed for allowed in ALLOWED)
-        print(f"cycle: {', '.join(sorted(comp))}{'  (allowed: loop <-> connection)' if ok else ''}")
+        print(f"cycle: {', '.join(sorted(comp))}{'  (allowed: the engine, engine.h)' if ok else ''}")
         if not ok:
             bad.append(comp)
     sys.exit(1 if bad else 0)
