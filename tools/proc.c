@@ -90,14 +90,42 @@ static bool read_stat(pid_t pid, stat_t *st)
     return true;
 }
 
+/* Does a thread of pid other than its first one still run? */
+static bool other_thread_runs(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/task", (long)pid);
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return false;
+    bool runs = false;
+    struct dirent *e;
+    while (!runs && (e = readdir(d)) != NULL) {
+        char *end;
+        long tid = strtol(e->d_name, &end, 10);
+        if (*end != '\0' || tid <= 0 || tid == (long)pid)
+            continue;
+        char name[64], buf[1024];
+        snprintf(name, sizeof name, "task/%ld/stat", tid);
+        const char *p = read_proc(pid, name, buf, sizeof buf) < 0 ? NULL : strrchr(buf, ')');
+        runs = p != NULL && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+    }
+    closedir(d);
+    return runs;
+}
+
 bool proc_alive(pid_t pid)
 {
     if (pid <= 0 || (kill(pid, 0) != 0 && errno == ESRCH))
         return false;
     /* A stat that cannot be read (the process is in the middle of an
-     * execve, as in a full restart) is a process still there. */
+     * execve, as in a full restart) is a process still there. So is one
+     * whose first thread is a zombie while another runs: an execve from
+     * another thread leaves it so until the other threads are gone (with
+     * io_uring, until their rings' requests are cancelled), and then that
+     * thread takes over the PID. */
     stat_t st;
-    return !read_stat(pid, &st) || (st.state != 'Z' && st.state != 'X');
+    return !read_stat(pid, &st) || (st.state != 'Z' && st.state != 'X') || other_thread_runs(pid);
 }
 
 unsigned long long proc_reaped_faults(pid_t pid)
