@@ -89,12 +89,15 @@ static int sniff_tls(grace__conn_t *c)
 }
 
 /* Receive: bytes read, 0 at the peer's end, -EAGAIN, or another -errno. */
-static ssize_t conn_recv(grace__conn_t *c, char *p, size_t len)
+/* *drained: what the socket held was all taken (a short read), so with edge
+ * triggering new bytes bring a new event and no read need say EAGAIN. */
+static ssize_t conn_recv(grace__conn_t *c, char *p, size_t len, bool *drained)
 {
+    *drained = false;
     if (c->ssl && !c->tls_checked && sniff_tls(c) != SNIFF_TLS)
         return -EAGAIN; /* wait for the first byte, or send the plain answer queued */
     if (c->ssl) {
-        ssize_t n = grace__tls_read(c->ssl, p, len);
+        ssize_t n = grace__tls_read(c->ssl, p, len, drained);
         if (n == -EPROTO && !grace__tls_handshake_done(c->ssl))
             grace_log("TLS handshake with %s failed", c->client_ip);
         return n;
@@ -103,6 +106,7 @@ static ssize_t conn_recv(grace__conn_t *c, char *p, size_t len)
     do
         n = recv(c->fd, p, len, 0);
     while (n < 0 && errno == EINTR);
+    *drained = n >= 0 && (size_t)n < len;
     return n < 0 ? -errno : n;
 }
 
@@ -246,7 +250,8 @@ static int read_socket(grace__conn_t *c, size_t limit)
     size_t room = on_stack ? sizeof first : c->in.cap - c->in.len;
     if (room > limit - c->in.len)
         room = limit - c->in.len;
-    ssize_t n = conn_recv(c, on_stack ? first : c->in.ptr + c->in.len, room);
+    bool drained;
+    ssize_t n = conn_recv(c, on_stack ? first : c->in.ptr + c->in.len, room, &drained);
     if (n > 0) {
         if (on_stack) {
             if (grace__buf_reserve(&c->in, READ_CHUNK) < 0)
@@ -254,10 +259,10 @@ static int read_socket(grace__conn_t *c, size_t limit)
             memcpy(c->in.ptr, first, (size_t)n);
         }
         c->in.len += (size_t)n;
-        /* A short read drained the socket: with edge triggering, new data
-         * brings a new event, so skip the read that would say EAGAIN. Not
-         * so with TLS, where one read returns one record. */
-        if ((size_t)n < room && c->ssl == NULL)
+        /* The socket is drained (a short read; with TLS, one under SSL_read
+         * and no record left in OpenSSL): with edge triggering, new data
+         * brings a new event, so skip the read that would say EAGAIN. */
+        if (drained)
             c->maybe_readable = false;
         return 1;
     }

@@ -494,7 +494,9 @@ int grace__tls_ctx_new(const char *cert, const char *key, SSL_CTX **out, char *w
 void grace__tls_ctx_free(SSL_CTX *ctx);
 SSL *grace__tls_new(SSL_CTX *ctx, int fd);
 void grace__tls_free(SSL *ssl);
-ssize_t grace__tls_read(SSL *ssl, char *buf, size_t len);
+/* *drained: the socket is empty and OpenSSL holds no record unread, so
+ * new bytes bring a new readiness event. */
+ssize_t grace__tls_read(SSL *ssl, char *buf, size_t len, bool *drained);
 ssize_t grace__tls_write(SSL *ssl, const char *buf, size_t len);
 bool grace__tls_handshake_done(SSL *ssl);
 void grace__tls_close_notify(SSL *ssl);

@@ -665,6 +665,84 @@ def test_pipelined_requests_in_one_tls_record(start, pki):
         c.wait_closed()
 
 
+
+class BioTls:
+    """A TLS client over memory BIOs: what it writes goes out when flush()
+    says, so several TLS records can reach the server in one TCP segment
+    (the server's OpenSSL then reads them ahead in one read(2))."""
+
+    def __init__(self, port, ca):
+        self.sock = socket.create_connection((HOST, port), timeout=IO_TIMEOUT)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.obj = client_context(ca).wrap_bio(self.inc, self.out, server_hostname=HOST)
+        while True:
+            try:
+                self.obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self.flush()
+                self.pull()
+        self.flush()  # (the client's Finished)
+
+    def flush(self):
+        data = self.out.read()
+        if data:
+            self.sock.sendall(data)
+
+    def pull(self):
+        data = self.sock.recv(65536)
+        if not data:
+            self.inc.write_eof()
+        self.inc.write(data)
+        return data
+
+    def read_to_end(self):
+        """Every byte the server sends until it closes."""
+        got = b""
+        while True:
+            try:
+                data = self.obj.read(65536)
+                if not data:  # (close_notify)
+                    return got
+                got += data
+            except ssl.SSLWantReadError:
+                if not self.pull():
+                    return got
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return got
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.mark.parametrize("case", ["five GETs", "a POST of 40 records, then a GET"])
+def test_pipelined_requests_in_separate_records_of_one_segment(start, pki, case):
+    """Several TLS records arrive in one TCP segment: the server reads them
+    in one read(2) and must answer every request they hold, though the
+    socket has nothing left to wake it for the rest."""
+    srv = start()
+    last = simple_get("/", extra="Connection: close\r\n")
+    if case == "five GETs":
+        requests_ = [simple_get("/")] * 4 + [last]
+    else:
+        body = os.urandom(40 * 16384)
+        head = (f"POST / HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: {len(body)}\r\n\r\n"
+                .encode())
+        requests_ = [head] + [body[i:i + 16384] for i in range(0, len(body), 16384)] + [last]
+    c = BioTls(srv.port, pki.ca)
+    try:
+        for r in requests_:
+            c.obj.write(r)  # one record each
+        c.flush()  # all in one send
+        got = c.read_to_end()
+    finally:
+        c.close()
+    n = 5 if case == "five GETs" else 2
+    assert got.count(b"HTTP/1.1 200 OK\r\n") == n, got[-300:]
+    assert got.count(HELLO) == n, got[-300:]
+    assert b"Connection: close" in got.rsplit(b"HTTP/1.1 200 OK", 1)[1]
+
 # =================================================================================
 # 2. Start-up errors and flags
 # =================================================================================
