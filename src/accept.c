@@ -181,7 +181,7 @@ void grace__accept_one(grace__loop_t *L, grace__listener_t *l, int fd)
     serve(L, l, fd, &sa);
 }
 
-void grace__accept_all(grace__loop_t *L, grace__listener_t *l)
+void grace__accept_all(grace__loop_t *L, grace__listener_t *l, int max)
 {
     grace_server_t *s = l->server;
     /* A draining server keeps accepting until this loop has dropped its
@@ -189,7 +189,7 @@ void grace__accept_all(grace__loop_t *L, grace__listener_t *l)
      * new process after a restart, so the connection must not be left in
      * the queue. */
     uint_fast64_t bit = (uint_fast64_t)1 << L->id;
-    for (int i = 0; i < ACCEPTS_PER_WAKE; i++) {
+    for (int i = 0; i < max; i++) {
         if (atomic_load(&s->released_mask) & bit)
             return;
         struct sockaddr_storage sa;

@@ -25,7 +25,15 @@ enum {
     SCAN_MS = 250,         /* timeout scan period */
     LINGER_MS = 2000,      /* after an error answer, how long to drain input */
     MAX_REQUESTS_PER_WAKE = 32,
-    ACCEPTS_PER_WAKE = 64,
+    /* New connections one wake takes (epoll: its listener is level-
+     * triggered, so it comes back with the next batch). Few, as nginx takes
+     * one: a new connection's first pass may be a TLS handshake, and the
+     * requests of connections already under way should not wait behind a
+     * crowd of them (HTTPS new-connection p99: 10 ms with 64, 4.8 with 4;
+     * docs/benchmarks.md). A drain's sweep, and io_uring after a pause,
+     * take more (ACCEPTS_PER_SWEEP). */
+    ACCEPTS_PER_WAKE = 4,
+    ACCEPTS_PER_SWEEP = 64,
     READ_CHUNK = 4096,
     BUF_KEEP = 65536,    /* per-connection buffers above this are freed after use */
     CONN_POOL = 256,     /* closed connections that keep their buffers for reuse */
@@ -212,8 +220,9 @@ extern const grace__backend_t *grace__be; /* the one in use (workers.c) */
 bool grace__loop_owned(const grace__loop_t *L);
 
 /* ---- accept.c (owner) -------------------------------------------------- */
-/* accept4() on l until the queue is empty (or a pause, or a hand-off). */
-void grace__accept_all(grace__loop_t *L, grace__listener_t *l);
+/* accept4() on l until the queue is empty, or max connections (or a pause,
+ * or a hand-off). */
+void grace__accept_all(grace__loop_t *L, grace__listener_t *l, int max);
 /* A connection the backend accepted on l (its address unknown yet). */
 void grace__accept_one(grace__loop_t *L, grace__listener_t *l, int fd);
 /* Accepting on l failed with err: EMFILE and kin pause it; false for any

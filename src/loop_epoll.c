@@ -81,7 +81,7 @@ static bool ep_step(grace__loop_t *L)
         grace__conn_event(ev.data.ptr);
         break;
     case GRACE__EV_LISTENER:
-        grace__accept_all(L, ev.data.ptr);
+        grace__accept_all(L, ev.data.ptr, ACCEPTS_PER_WAKE);
         break;
     case GRACE__EV_WAKE: {
         uint64_t v;

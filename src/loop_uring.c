@@ -360,7 +360,7 @@ static bool ur_step(grace__loop_t *L)
          * sync_listeners arms the accept again unless it paused anew. */
         grace__listener_t *l = U->resume[--U->n_resume];
         grace__loop_recheck_listeners(L);
-        grace__accept_all(L, l);
+        grace__accept_all(L, l, ACCEPTS_PER_SWEEP); /* (to its end: EAGAIN) */
         return true;
     }
     if (U->idx >= U->n)

@@ -199,7 +199,7 @@ static void sweep_listeners(grace__loop_t *L)
         for (size_t k = 0; k < s->n_listeners; k++) {
             grace__listener_t *l = &s->listeners[k];
             if (l->fd >= 0 && !(atomic_load(&l->armed) & bit))
-                grace__accept_all(L, l);
+                grace__accept_all(L, l, ACCEPTS_PER_SWEEP);
             if (!grace__loop_owned(L)) {
                 L->sweep = true;
                 return;
