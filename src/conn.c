@@ -314,6 +314,18 @@ static int read_more(grace__conn_t *c)
     return grace__conn_read(c, limit);
 }
 
+/* A connection that waits for its next request keeps its buffers for
+ * IDLE_TRIM_MS, so a busy keep-alive client allocates nothing per request.
+ * On a crowded server it gives them back at once: a burst of 10,000 new
+ * keep-alive connections would otherwise hold about 9 KiB each for a
+ * second (docs/benchmarks.md, idle). */
+static void trim_if_crowded(grace__conn_t *c)
+{
+    if ((c->in.cap || c->ex) && !c->req_started && c->in.len == 0 && c->out.len == c->out_off &&
+        atomic_load_explicit(&c->server->n_conns, memory_order_relaxed) > CROWD_CONNS)
+        grace__conn_trim(c);
+}
+
 static void set_deadline(grace__conn_t *c)
 {
     const grace_server_options_t *o = &c->server->opt;
@@ -402,6 +414,7 @@ static int step_input(grace__conn_t *c, int *handled)
          * receives. */
         if (c->io == IO_COMPLETION && !c->recv_armed && !c->rd_end)
             grace__be->conn_recv(c);
+        trim_if_crowded(c);
         set_deadline(c);
         return STEP_WAIT;
     }
@@ -414,8 +427,10 @@ static int step_input(grace__conn_t *c, int *handled)
         grace__conn_close(c);
         return STEP_CLOSED;
     }
-    if (r == 0)
+    if (r == 0) {
+        trim_if_crowded(c);
         set_deadline(c);
+    }
     return r == 0 ? STEP_WAIT : STEP_ON;
 }
 

@@ -40,6 +40,7 @@ enum {
     CONN_POOL_IDLE = 8,  /* ... when the loop has accepted nothing for a while */
     CONN_SLAB = 32,      /* connection structs allocated together (conn_pool.c) */
     IDLE_TRIM_MS = 1000, /* idle this long: a connection's buffers are freed */
+    CROWD_CONNS = 1024,  /* ... at once, when its server has more open (conn.c) */
     INPUT_HIGH = 65536,  /* completion mode: input held this large pauses receiving */
 };
 
