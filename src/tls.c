@@ -147,17 +147,16 @@ void grace__tls_ctx_free(SSL_CTX *ctx)
     SSL_CTX_free(ctx);
 }
 
-/* Whether the last read(2) under SSL_read took all the socket held (a
- * short read, or EAGAIN): per thread, like errno, since SSL_read calls the
- * socket BIO's callback in the thread that called it. */
-static _Thread_local bool socket_drained;
-
+/* The socket BIO's callback: after each read(2) under SSL_read, whether it
+ * took all the socket held (a short read, or EAGAIN), into the bool that
+ * grace__tls_read points the callback's argument at. */
 static long on_socket_read(BIO *b, int oper, const char *argp, size_t len, int argi, long argl,
                            int ret, size_t *processed)
 {
     (void)argp, (void)argi, (void)argl;
-    if (oper == (BIO_CB_READ | BIO_CB_RETURN))
-        socket_drained = ret > 0 ? processed != NULL && *processed < len : BIO_should_retry(b);
+    bool *drained = (bool *)BIO_get_callback_arg(b);
+    if (oper == (BIO_CB_READ | BIO_CB_RETURN) && drained != NULL)
+        *drained = ret > 0 ? processed != NULL && *processed < len : BIO_should_retry(b);
     return ret;
 }
 
@@ -211,8 +210,11 @@ static ssize_t io_result(SSL *ssl, int r)
 ssize_t grace__tls_read(SSL *ssl, char *buf, size_t len, bool *drained)
 {
     size_t n = 0;
-    socket_drained = false; /* (an answer from records read before) */
+    bool socket_drained = false; /* (stays so for an answer from records read before) */
+    BIO *rbio = SSL_get_rbio(ssl);
+    BIO_set_callback_arg(rbio, (char *)&socket_drained);
     int r = SSL_read_ex(ssl, buf, len, &n);
+    BIO_set_callback_arg(rbio, NULL);
     *drained = socket_drained && !SSL_has_pending(ssl);
     return r == 1 ? (ssize_t)n : io_result(ssl, r);
 }
