@@ -189,7 +189,11 @@ void grace__accept_all(grace__loop_t *L, grace__listener_t *l, int max)
      * new process after a restart, so the connection must not be left in
      * the queue. */
     uint_fast64_t bit = (uint_fast64_t)1 << L->id;
-    for (int i = 0; i < max; i++) {
+    /* After a pause (an episode), on until the queue is empty: only the
+     * EAGAIN below ends the episode, and a call that stopped at max with
+     * the queue just emptied would never be woken to see it. (A flood
+     * meanwhile ends it too: out of descriptors again, a new pause.) */
+    for (int i = 0; i < max || L->episode_ms; i++) {
         if (atomic_load(&s->released_mask) & bit)
             return;
         struct sockaddr_storage sa;
