@@ -146,6 +146,9 @@ def test_default_max_connections_is_three_quarters_of_the_fd_limit(servers):
     finally:
         for s in held:
             s.close()
+    # Connect only once the server has seen enough of those closes (its
+    # line): a connection that arrives before then is still over the limit.
+    srv.wait_for_line(r": server default: below max_connections again")
     with RawConn(srv.port) as c:
         c.send(simple_get("/"))
         assert c.read_response().body == HELLO
