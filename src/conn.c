@@ -321,9 +321,15 @@ static int read_more(grace__conn_t *c)
  * second (docs/benchmarks.md, idle). */
 static void trim_if_crowded(grace__conn_t *c)
 {
-    if ((c->in.cap || c->ex) && !c->req_started && c->in.len == 0 && c->out.len == c->out_off &&
-        atomic_load_explicit(&c->server->n_conns, memory_order_relaxed) > CROWD_CONNS)
+    if (!(c->in.cap || c->ex) || c->req_started || c->in.len != 0 ||
+        atomic_load_explicit(&c->server->n_conns, memory_order_relaxed) <= CROWD_CONNS)
+        return;
+    /* An answer still on its way (io_uring: its send completes in a later
+     * batch, maybe behind a crowd of accepts) keeps only c->out. */
+    if (c->out.len == c->out_off)
         grace__conn_trim(c);
+    else
+        grace__conn_trim_input(c);
 }
 
 static void set_deadline(grace__conn_t *c)
@@ -355,6 +361,7 @@ static int step_output(grace__conn_t *c)
             return STEP_CLOSED;
         }
         if (r == 0) {
+            trim_if_crowded(c);
             set_deadline(c);
             return STEP_WAIT; /* writable again, or the send's completion, brings us back */
         }

@@ -165,6 +165,15 @@ void grace__conn_pool_shrink(grace__loop_t *L, int keep)
     }
 }
 
+void grace__conn_trim_input(grace__conn_t *c)
+{
+    if (c->in.len)
+        return;
+    grace__buf_free(&c->in);
+    exchange_free(c->ex);
+    c->ex = NULL;
+}
+
 void grace__conn_trim(grace__conn_t *c)
 {
     if (c->in.len || c->out.len > c->out_off)

@@ -241,6 +241,9 @@ void grace__conn_pool_shrink(grace__loop_t *L, int keep);
 /* Free an idle connection's buffers and exchange; the next request
  * allocates them again. */
 void grace__conn_trim(grace__conn_t *c);
+/* Only the input buffer and the exchange (an answer may still be sending
+ * from c->out). */
+void grace__conn_trim_input(grace__conn_t *c);
 /* c's exchange, with room for max_headers (before a head is parsed: it may
  * move). NULL when out of memory. */
 grace__exchange_t *grace__exchange_get(grace__conn_t *c, size_t max_headers);
