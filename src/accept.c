@@ -3,9 +3,11 @@
  * max_connections answer, and the pause when descriptors run out (SPEC B8).
  *
  * Both backends end here: epoll's loops call grace__accept_all when a
- * listener is readable (accept4 until the queue is empty), io_uring's
+ * listener is readable (accept4, ACCEPTS_PER_WAKE at a time: the
+ * level-triggered listener brings the rest with the next batch), io_uring's
  * multishot accept hands over each accepted socket (grace__accept_one) and
- * calls grace__accept_all only when a pause ends. Everything here runs on
+ * calls grace__accept_all only when a pause ends; a drain's sweep takes what
+ * waits (ACCEPTS_PER_SWEEP), and so does a loop after a pause, to EAGAIN. Everything here runs on
  * the loop's owner thread; a new connection gets its first pass at once
  * (conn.c grace__conn_start), which may run a handler, so after each one
  * the thread may have lost the loop to a hand-off (then it stops).

@@ -14,7 +14,9 @@
  * Connections are non-blocking: grace__tls_read/write return -EAGAIN on
  * SSL_ERROR_WANT_READ/WANT_WRITE and the event loop comes back on the next
  * edge (connections are registered for both directions). The handshake runs
- * inside the first reads, so a slow handshake holds no thread.
+ * inside the first reads, so a slow handshake holds no thread. OpenSSL reads
+ * ahead; grace__tls_read says when the socket and OpenSSL's buffer are both
+ * drained (a socket BIO callback), so no read is spent on an EAGAIN.
  */
 #include "internal.h"
 #include "tickets.h"
