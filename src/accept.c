@@ -170,7 +170,10 @@ static void serve(grace__loop_t *L, grace__listener_t *l, int fd, const struct s
     c->prev = &L->conns;
     L->conns.next->prev = c;
     L->conns.next = c;
-    grace__conn_start(c);
+    if (grace__be->conn_start)
+        grace__be->conn_start(c);
+    else
+        grace__conn_start(c);
 }
 
 void grace__accept_one(grace__loop_t *L, grace__listener_t *l, int fd)

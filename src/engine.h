@@ -32,7 +32,7 @@ enum {
      * crowd of them (HTTPS new-connection p99: 10 ms with 64, 4.8 with 4;
      * docs/benchmarks.md). A drain's sweep, and io_uring after a pause,
      * take more (ACCEPTS_PER_SWEEP). */
-    ACCEPTS_PER_WAKE = 4,
+    ACCEPTS_PER_WAKE = 4, /* (io_uring: TLS first passes per batch) */
     ACCEPTS_PER_SWEEP = 64,
     READ_CHUNK = 4096,
     BUF_KEEP = 65536,    /* per-connection buffers above this are freed after use */
@@ -114,7 +114,9 @@ struct grace__conn {
     int wr_err;         /* a send failed: -errno */
     size_t sent;        /* bytes a send completion reported, not yet taken off c->out */
     grace__buf_t inbox; /* received while another thread held the connection */
-    /* Under loop->mu: the loop's kick list (grace__conn_kick). */
+    /* Under loop->mu: the loop's kick list (grace__conn_kick). Also, on
+     * io_uring, the link of the owner's queue of new TLS connections
+     * awaiting their first pass (busy held: nobody can kick them). */
     bool kick_queued;
     grace__conn_t *next_kick;
 };
@@ -188,6 +190,9 @@ typedef struct {
     bool (*listen_stop)(grace__loop_t *L, grace__listener_t *l);
     /* After an EMFILE pause: accept what waits, then watch l again. */
     void (*listen_resume)(grace__loop_t *L, grace__listener_t *l);
+    /* A new connection, counted and listed: give it its first pass
+     * (grace__conn_start), now or soon. NULL: now. */
+    void (*conn_start)(grace__conn_t *c);
     /* c has had its first pass (grace__conn_start): watch it from now on.
      * Busy holder; false if it could not (c is then closed by the caller). */
     bool (*conn_watch)(grace__conn_t *c);

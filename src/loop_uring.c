@@ -80,6 +80,10 @@ typedef struct {
     grace__conn_t *kicked; /* this batch's share of the loop's kick list */
     grace__listener_t *resume[GRACE__MAX_LISTENERS]; /* paused ones coming back */
     int n_resume;
+    /* New TLS connections awaiting their first pass (a handshake), in
+     * accept order, linked by next_kick; this batch has started n_started. */
+    grace__conn_t *fresh, *fresh_last;
+    int n_started;
     bool wait_failed; /* logged once */
 } ur_loop_t;
 
@@ -225,8 +229,9 @@ static void take_kicked(grace__loop_t *L, ur_loop_t *U)
 static void ur_wait(grace__loop_t *L, int timeout_ms)
 {
     ur_loop_t *U = L->be;
-    if (atomic_load(&L->has_kicked) || U->n_resume)
+    if (atomic_load(&L->has_kicked) || U->n_resume || U->fresh)
         timeout_ms = 0;
+    U->n_started = 0;
     struct __kernel_timespec ts = {timeout_ms / 1000, (long long)(timeout_ms % 1000) * 1000000};
     struct io_uring_cqe *cqe;
     int r = io_uring_submit_and_wait_timeout(&U->ring, &cqe, 1, &ts, NULL);
@@ -363,8 +368,17 @@ static bool ur_step(grace__loop_t *L)
         grace__accept_all(L, l, ACCEPTS_PER_SWEEP); /* (to its end: EAGAIN) */
         return true;
     }
-    if (U->idx >= U->n)
-        return false;
+    if (U->idx >= U->n) {
+        if (U->fresh == NULL || U->n_started == ACCEPTS_PER_WAKE)
+            return false;
+        grace__conn_t *c = U->fresh;
+        if ((U->fresh = c->next_kick) == NULL)
+            U->fresh_last = NULL;
+        c->next_kick = NULL;
+        U->n_started++;
+        grace__conn_start(c);
+        return true;
+    }
     ur_cqe_t e = U->cqes[U->idx++];
     dispatch(L, &e);
     return true;
@@ -397,6 +411,29 @@ static void ur_listen_resume(grace__loop_t *L, grace__listener_t *l)
 }
 
 /* ---- Connections ---------------------------------------------------------- */
+
+/* A multishot accept takes every connection as it comes, and a TLS
+ * connection's first pass is a handshake (a few hundred microseconds of
+ * crypto): started at once, a crowd of them would make the requests of the
+ * connections already under way wait, as 64 accepts per wake did with
+ * epoll (engine.h ACCEPTS_PER_WAKE). So they queue, and each batch starts
+ * ACCEPTS_PER_WAKE of them after its completions. A plain connection's
+ * first pass (a read, and its request if it came) is cheap: at once. */
+static void ur_conn_start(grace__conn_t *c)
+{
+    if (c->ssl == NULL) {
+        grace__conn_start(c);
+        return;
+    }
+    ur_loop_t *U = c->loop->be;
+    atomic_store(&c->busy, 1); /* (no timer nor drain touches it meanwhile) */
+    c->next_kick = NULL;
+    if (U->fresh_last)
+        U->fresh_last->next_kick = c;
+    else
+        U->fresh = c;
+    U->fresh_last = c;
+}
 
 static bool ur_conn_watch(grace__conn_t *c)
 {
@@ -480,6 +517,7 @@ const grace__backend_t grace__backend_uring = {
     .listen_start = ur_listen_start,
     .listen_stop = ur_listen_stop,
     .listen_resume = ur_listen_resume,
+    .conn_start = ur_conn_start,
     .conn_watch = ur_conn_watch,
     .conn_again = ur_conn_again,
     .conn_forget = ur_conn_forget,

@@ -671,11 +671,24 @@ class BioTls:
     says, so several TLS records can reach the server in one TCP segment
     (the server's OpenSSL then reads them ahead in one read(2))."""
 
-    def __init__(self, port, ca):
+    def __init__(self, port, ca, handshake=True):
+        """handshake False: connected, nothing sent yet (hello(), then
+        handshake(flush=False) to take the server's answer without sending
+        the client's Finished, which the next flush() sends)."""
         self.sock = socket.create_connection((HOST, port), timeout=IO_TIMEOUT)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
         self.obj = client_context(ca).wrap_bio(self.inc, self.out, server_hostname=HOST)
+        if handshake:
+            self.handshake()
+
+    def hello(self):
+        """Send the ClientHello."""
+        with pytest.raises(ssl.SSLWantReadError):
+            self.obj.do_handshake()
+        self.flush()
+
+    def handshake(self, flush=True):
         while True:
             try:
                 self.obj.do_handshake()
@@ -683,7 +696,8 @@ class BioTls:
             except ssl.SSLWantReadError:
                 self.flush()
                 self.pull()
-        self.flush()  # (the client's Finished)
+        if flush:
+            self.flush()  # (the client's Finished)
 
     def flush(self):
         data = self.out.read()
@@ -742,6 +756,33 @@ def test_pipelined_requests_in_separate_records_of_one_segment(start, pki, case)
     assert got.count(b"HTTP/1.1 200 OK\r\n") == n, got[-300:]
     assert got.count(HELLO) == n, got[-300:]
     assert b"Connection: close" in got.rsplit(b"HTTP/1.1 200 OK", 1)[1]
+
+
+def test_a_crowd_of_handshakes_at_once_is_answered_without_further_input(start, pki):
+    """200 ClientHellos arrive together, and then the clients wait, sending
+    nothing more: every one gets the server's handshake answer. (io_uring
+    accepts them all at once and starts a few handshakes per batch, so the
+    requests of connections under way do not wait behind the crowd; none
+    may be left waiting for an event that will not come.) Then each
+    finishes, asks, and is answered."""
+    srv = start()
+    n = 200
+    conns = []
+    try:
+        for _ in range(n):  # (faster than the server's handshakes: they pile up)
+            conns.append(BioTls(srv.port, pki.ca, handshake=False))
+            conns[-1].hello()
+        for c in conns:
+            c.handshake(flush=False)  # the server's whole flight, nothing sent
+        for c in conns:
+            c.obj.write(simple_get("/", extra="Connection: close\r\n"))
+            c.flush()  # Finished and the request
+        for i, c in enumerate(conns):
+            got = c.read_to_end()
+            assert got.startswith(b"HTTP/1.1 200 OK\r\n") and got.endswith(HELLO), (i, got[-200:])
+    finally:
+        for c in conns:
+            c.close()
 
 # =================================================================================
 # 2. Start-up errors and flags
