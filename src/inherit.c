@@ -17,7 +17,11 @@
  *                     "ready PID\n" when we serve, and keep it open while
  *                     the parent may watch us (its probation, restart.c):
  *                     "handed over\n" if we pass the sockets on in turn;
- *                     our exit closes it.
+ *                     our exit closes it. A master's child also sends,
+ *                     before its ready, "bound SERVER|SPEC\n" with the
+ *                     descriptor of a socket it bound itself (and waits
+ *                     for "ok\n") and "unused SERVER|SPEC\n" for each
+ *                     inherited socket it closed (master.c).
  *   GRACE_FULL_RESTART "1": a full restart executed us afresh (same PID,
  *                     no parent to tell): the outcome of that restart is
  *                     ours to write, "ok" once we serve (grace_ready()) or
@@ -221,14 +225,36 @@ int grace__inherit_take(const char *server, const char *spec)
     return fd;
 }
 
-/* A line to the parent (a stream socket: no SIGPIPE if it is gone).
- * Called with in.mu held. */
-static void tell_parent(const char *msg)
+/* A line to the parent (a stream socket: no SIGPIPE if it is gone), with
+ * a descriptor attached when fd >= 0. Called with in.mu held. */
+static ssize_t tell_parent_fd(const char *msg, int fd)
 {
+    struct iovec iov = {(void *)msg, strlen(msg)};
+    union { /* (aligned for the header) */
+        struct cmsghdr h;
+        char b[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (fd >= 0) {
+        memset(&ctl, 0, sizeof ctl);
+        mh.msg_control = ctl.b;
+        mh.msg_controllen = sizeof ctl.b;
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+    }
     ssize_t w;
     do
-        w = send(in.parent_fd, msg, strlen(msg), MSG_NOSIGNAL);
+        w = sendmsg(in.parent_fd, &mh, MSG_NOSIGNAL);
     while (w < 0 && errno == EINTR);
+    return w;
+}
+
+static void tell_parent(const char *msg)
+{
+    tell_parent_fd(msg, -1);
 }
 
 void grace_ready(void)
@@ -257,12 +283,18 @@ void grace_ready(void)
     for (int i = 0; i < in.n_drainers; i++)
         if (in.drainers[i].deadline_ms == 0)
             in.drainers[i].deadline_ms = now + in.drainers[i].timeout_ms;
+    bool child = atomic_load(&in.role) == GRACE__ROLE_CHILD;
     for (int i = 0; i < in.n; i++) {
         if (!in.inh[i].taken) {
             grace_log("closing inherited socket [%s] of server %s: no server uses it",
                       in.inh[i].spec, in.inh[i].name);
             close(in.inh[i].fd);
             in.inh[i].taken = true;
+            if (child) { /* the master closes its copy once the restart is done */
+                char msg[200];
+                snprintf(msg, sizeof msg, "unused %s|%s\n", in.inh[i].name, in.inh[i].spec);
+                tell_parent(msg);
+            }
         }
     }
     char msg[32];
@@ -339,7 +371,8 @@ pid_t grace__master_pid(void)
     return in.master;
 }
 
-int grace__parent_ask(const char *request, char *reply, size_t cap, int64_t timeout_ms)
+/* One request line (with fd attached if >= 0) and its one-line answer. */
+static int parent_ask_fd(const char *request, int fd, char *reply, size_t cap, int64_t timeout_ms)
 {
     pthread_mutex_lock(&in.mu); /* one question at a time */
     int r = 0;
@@ -347,7 +380,10 @@ int grace__parent_ask(const char *request, char *reply, size_t cap, int64_t time
         r = GRACE_ESTATE;
         goto out;
     }
-    tell_parent(request);
+    if (tell_parent_fd(request, fd) < 0) {
+        r = -errno;
+        goto out;
+    }
     size_t len = 0;
     int64_t deadline = grace__now_ms() + timeout_ms;
     while (len + 1 < cap && (len == 0 || reply[len - 1] != '\n')) {
@@ -373,6 +409,24 @@ out:
         reply[0] = '\0';
     pthread_mutex_unlock(&in.mu);
     return r;
+}
+
+int grace__parent_ask(const char *request, char *reply, size_t cap, int64_t timeout_ms)
+{
+    return parent_ask_fd(request, -1, reply, cap, timeout_ms);
+}
+
+void grace__master_adopt(const char *server, const char *spec, int fd)
+{
+    if (atomic_load(&in.role) != GRACE__ROLE_CHILD)
+        return;
+    char msg[200], reply[64];
+    snprintf(msg, sizeof msg, "bound %s|%s\n", server, spec);
+    int r = parent_ask_fd(msg, fd, reply, sizeof reply, 10000);
+    if (r < 0 || strcmp(reply, "ok\n") != 0)
+        grace_log("cannot hand the socket [%s] of server %s to the master (%s): the next "
+                  "restart cannot bind it while this child holds it",
+                  spec, server, r < 0 ? grace_strerror(r) : "no answer");
 }
 
 int grace__older_drainers(grace__drainer_t *out, int cap)

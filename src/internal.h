@@ -235,6 +235,11 @@ void grace__parent_fail(const char *why);
 /* A child: one request line to the master, and its one-line answer into
  * reply (NUL-terminated). 0 or a negative error (-ETIMEDOUT, -EPIPE). */
 int grace__parent_ask(const char *request, char *reply, size_t cap, int64_t timeout_ms);
+/* A master's child that bound a listening socket itself (an address its
+ * master does not hold: the configuration file gained it): hand a copy to
+ * the master ("bound SERVER|SPEC" with the descriptor), which passes it to
+ * the children it starts from now on. Nothing in another role. */
+void grace__master_adopt(const char *server, const char *spec, int fd);
 /* True once, in a program a full restart executed afresh (GRACE_FULL_RESTART):
  * it writes that restart's outcome once it serves (a master: its children). */
 bool grace__full_restart_take(void);
@@ -435,6 +440,11 @@ typedef struct {
     const char *extra_arg;  /* appended to our argv (a master's child flag), or NULL */
     const char *const *env; /* NULL-terminated "NAME=value" to add (at most 8), or NULL */
     int64_t ready_timeout_ms;
+    /* A line the child sends before its ready, other than "fail", with the
+     * descriptor that came with it (-1: none; the callee owns it), and its
+     * argument; NULL: such lines are dropped. */
+    void (*on_line)(void *arg, int chan, const char *line, int fd);
+    void *arg;
 } grace__spawn_t;
 /* Start a new process that inherits every listening socket of every running
  * server and one end of a stream socket, and wait until it says ready.
@@ -448,6 +458,12 @@ pid_t grace__spawn_ready(const grace__spawn_t *sp, int *chan, char pending[64], 
  * grace__env_free(). NULL when out of memory. grace__env_afresh: the same for
  * a full restart's exec in place (GRACE_FULL_RESTART, the ticket keys' fd). */
 char **grace__env_build(const char *const *extra, size_t n_extra);
+/* recvmsg(2) of what is there (MSG_DONTWAIT), a descriptor that came with
+ * it into *fd (close-on-exec; -1: none). */
+ssize_t grace__recv_line_fd(int fd, char *buf, size_t cap, int *got_fd);
+/* master.c: append the sockets a master holds for its children beyond its
+ * servers' own (GRACE_LISTEN_FDS lines); nothing in another role. */
+void grace__master_listen_fds(grace__buf_t *b);
 char **grace__env_afresh(void);
 void grace__env_free(char **env);
 

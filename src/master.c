@@ -23,6 +23,15 @@
  *                    "shutdown"); the answer goes back on it ("ok PID",
  *                    "err CODE RETRY WHY").
  *
+ * Ports the configuration file adds or drops go live with a graceful
+ * restart, as without a master: a child that binds an address the master
+ * does not hold hands it a copy ("bound SERVER|SPEC" with the descriptor,
+ * answered "ok"), which the master passes to the children it starts from
+ * then on (held); a child says which inherited sockets it closed unused
+ * ("unused SERVER|SPEC", before its ready), and once every new child of a
+ * restart said so of one, the master closes its copy. A rollback closes
+ * what the restart's children bound.
+ *
  * Restarts write their outcome to PIDFILE.outcome (supervisor.c); a full
  * restart's success is written by the master executed afresh, once its
  * children serve.
@@ -73,6 +82,23 @@ typedef struct {
     int chan; /* kept until it exits: an answer to its request goes there */
 } old_t;
 
+/* A listening socket a child bound because the master held none for its
+ * address (the configuration file gained one): the master keeps a copy and
+ * passes it to the children it starts from then on, like its own. */
+typedef struct {
+    char name[64], spec[80]; /* (grace__inherited_t's sizes) */
+    int fd;
+    int gen; /* the restart that brought it; 0: kept for good */
+} held_t;
+
+/* What one child said while it started (spawn.c on_line). */
+typedef struct {
+    held_t bound[8];
+    int n_bound;
+    char unused[16][150]; /* "SERVER|SPEC" of inherited sockets it closed */
+    int n_unused;
+} talk_t;
+
 /* A deliberate singleton, touched by the master's thread only (the signal
  * thread writes to cmd[1], nothing else). */
 static struct {
@@ -84,22 +110,174 @@ static struct {
     bool stopping;
     char full_exe[4096]; /* a full restart pending: exec this */
     char start_why[512]; /* why the last start of a child failed */
+    held_t held[32];
+    int n_held;
+    int gen; /* restarts of the children so far */
 } ms = {.cmd = {-1, -1}};
+
+/* ---- Sockets the children bound ------------------------------------------------------ */
+
+void grace__master_listen_fds(grace__buf_t *b)
+{
+    if (grace__role() != GRACE__ROLE_MASTER)
+        return;
+    for (int i = 0; i < ms.n_held; i++)
+        grace__listen_fds_format(b, ms.held[i].fd, ms.held[i].spec, ms.held[i].name);
+}
+
+/* "SERVER|SPEC" into name and spec; false if malformed. */
+static bool split_address(const char *p, char name[64], char spec[80])
+{
+    const char *bar = strchr(p, '|');
+    if (bar == NULL || bar == p || bar - p >= 64 || !bar[1] || strlen(bar + 1) >= 80)
+        return false;
+    memcpy(name, p, (size_t)(bar - p));
+    name[bar - p] = '\0';
+    snprintf(spec, 80, "%s", bar + 1);
+    return true;
+}
+
+/* A child's line about sockets ("bound SERVER|SPEC" with its descriptor,
+ * "unused SERVER|SPEC"): while it starts (t: its talk) or later (t NULL:
+ * a bound socket is kept at once). */
+static void child_said(talk_t *t, int chan, const char *line, int fd)
+{
+    char name[64], spec[80];
+    if (strncmp(line, "bound ", 6) == 0 && fd >= 0 && split_address(line + 6, name, spec)) {
+        held_t h = {.fd = fd, .gen = 0};
+        snprintf(h.name, sizeof h.name, "%s", name);
+        snprintf(h.spec, sizeof h.spec, "%s", spec);
+        if (t && t->n_bound < (int)(sizeof t->bound / sizeof t->bound[0])) {
+            t->bound[t->n_bound++] = h;
+            fd = -1;
+        } else if (!t && ms.n_held < (int)(sizeof ms.held / sizeof ms.held[0])) {
+            ms.held[ms.n_held++] = h;
+            fd = -1;
+        }
+        if (fd >= 0)
+            grace_log("master: too many sockets bound by the children: [%s] of server %s is not "
+                      "kept; a restart will bind it again",
+                      spec, name);
+        if (send(chan, "ok\n", 3, MSG_NOSIGNAL) < 0)
+            grace_log("master: cannot answer a child: %s", strerror(errno));
+    } else if (strncmp(line, "unused ", 7) == 0 && t &&
+               t->n_unused < (int)(sizeof t->unused / sizeof t->unused[0])) {
+        snprintf(t->unused[t->n_unused++], sizeof t->unused[0], "%s", line + 7);
+    } else if (strncmp(line, "unused ", 7) != 0) {
+        grace_log("master: a child sent \"%.80s\": not understood", line);
+    }
+    if (fd >= 0)
+        close(fd);
+}
+
+static void on_child_line(void *arg, int chan, const char *line, int fd)
+{
+    child_said(arg, chan, line, fd);
+}
+
+/* A child started: what it bound is kept (tagged gen, for a rollback). */
+static void keep_bound(talk_t *t, int gen)
+{
+    for (int i = 0; i < t->n_bound; i++) {
+        if (ms.n_held < (int)(sizeof ms.held / sizeof ms.held[0])) {
+            t->bound[i].gen = gen;
+            ms.held[ms.n_held++] = t->bound[i];
+            grace_log("master: keeps [%s] of server %s, bound by a child, for the next ones",
+                      t->bound[i].spec, t->bound[i].name);
+        } else {
+            close(t->bound[i].fd);
+        }
+    }
+    t->n_bound = 0;
+}
+
+static void drop_bound(talk_t *t)
+{
+    for (int i = 0; i < t->n_bound; i++)
+        close(t->bound[i].fd);
+    t->n_bound = 0;
+}
+
+static void close_own(grace_server_t *s, void *user)
+{
+    const char *const *a = user; /* name, spec */
+    for (size_t k = 0; strcmp(s->name, a[0]) == 0 && k < s->n_listeners; k++) {
+        grace__listener_t *l = &s->listeners[k];
+        if (l->fd >= 0 && strcmp(l->spec, a[1]) == 0 && !grace__is_activated(l->fd)) {
+            close(l->fd);
+            l->fd = -1;
+            grace_log("master: closed [%s] of server %s: its children no longer listen there",
+                      l->shown, s->name);
+        }
+    }
+}
+
+/* Close the master's copy of server name's socket for spec (its own, or
+ * one it holds): the children no longer listen there. */
+static void close_address(const char *name, const char *spec)
+{
+    for (int i = 0; i < ms.n_held; i++) {
+        if (strcmp(ms.held[i].name, name) == 0 && strcmp(ms.held[i].spec, spec) == 0) {
+            close(ms.held[i].fd);
+            ms.held[i--] = ms.held[--ms.n_held];
+            grace_log("master: closed [%s] of server %s: its children no longer listen there", spec,
+                      name);
+        }
+    }
+    const char *a[2] = {name, spec};
+    grace_servers_foreach(close_own, a);
+}
+
+/* Every new child of a restart closed the inherited socket of an address:
+ * the master closes its copy, so the port refuses connections once the
+ * old children have drained (instead of queueing them for nobody). */
+static void close_unused(talk_t *talks, int n)
+{
+    for (int u = 0; n > 0 && u < talks[0].n_unused; u++) {
+        const char *a = talks[0].unused[u];
+        bool all = true;
+        for (int i = 1; i < n && all; i++) {
+            bool found = false;
+            for (int k = 0; k < talks[i].n_unused && !found; k++)
+                found = strcmp(talks[i].unused[k], a) == 0;
+            all = found;
+        }
+        char name[64], spec[80];
+        if (all && split_address(a, name, spec))
+            close_address(name, spec);
+    }
+}
+
+/* A restart rolled back: the sockets its children bound go too. */
+static void drop_held(int gen)
+{
+    for (int i = 0; i < ms.n_held; i++)
+        if (ms.held[i].gen == gen) {
+            close(ms.held[i].fd);
+            ms.held[i--] = ms.held[--ms.n_held];
+        }
+}
 
 /* ---- Children -------------------------------------------------------------------- */
 
-/* Start a child for slot s from exe; 0 or a negative error (why filled). */
-static int start_child(slot_t *s, const char *exe, char *why, size_t why_len)
+/* Start a child for slot s from exe; 0 or a negative error (why filled).
+ * t: what it says while it starts; the sockets it bound are kept, tagged
+ * gen, once it is ready. */
+static int start_child(slot_t *s, const char *exe, talk_t *t, int gen, char *why, size_t why_len)
 {
     grace_restart_options_t ro;
     grace_get_restart_options(&ro);
     static const char *const env[] = {GRACE__ENV_MASTER "=1", NULL};
-    grace__spawn_t req = {exe, GRACE_CHILD_FLAG, env, ro.graceful_timeout_ms};
+    grace__spawn_t req = {exe, GRACE_CHILD_FLAG, env, ro.graceful_timeout_ms, on_child_line, t};
     char pending[64];
     int chan = -1;
+    memset(t, 0, sizeof *t);
     pid_t pid = grace__spawn_ready(&req, &chan, pending, why, why_len);
-    if (pid < 0)
+    if (pid < 0) {
+        drop_bound(t);
         return pid;
+    }
+    keep_bound(t, gen);
     s->pid = pid;
     s->chan = chan;
     s->ready_ms = grace__now_ms();
@@ -218,11 +396,12 @@ static int restart_children(const char *exe, grace_restart_outcome_t *out)
     grace__notify("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=restarting",
                   (unsigned long long)grace__monotonic_usec());
     slot_t fresh[MAX_WORKERS];
-    int n = 0, r = 0;
+    static talk_t talks[MAX_WORKERS]; /* (big: the master's thread alone) */
+    int n = 0, r = 0, gen = ++ms.gen;
     for (; n < ms.workers && r == 0; n++) {
         memset(&fresh[n], 0, sizeof fresh[n]);
         snprintf(fresh[n].exe, sizeof fresh[n].exe, "%s", ms.slot[n].exe);
-        r = start_child(&fresh[n], exe, out->why, sizeof out->why);
+        r = start_child(&fresh[n], exe, &talks[n], gen, out->why, sizeof out->why);
     }
     if (r < 0) { /* rollback: the new ones go, the old ones serve on */
         for (int i = 0; i < n - 1; i++) {
@@ -230,6 +409,7 @@ static int restart_children(const char *exe, grace_restart_outcome_t *out)
             waitpid(fresh[i].pid, NULL, 0);
             close(fresh[i].chan);
         }
+        drop_held(gen);
         grace_log("master: restart failed: %s; the children serve on", out->why);
         grace__notify("READY=1\nSTATUS=restart failed: %s", out->why);
         grace__outcome_write(out);
@@ -240,6 +420,9 @@ static int restart_children(const char *exe, grace_restart_outcome_t *out)
         fresh[i].quick_deaths = 0;
         ms.slot[i] = fresh[i];
     }
+    for (int i = 0; i < ms.n_held; i++)
+        ms.held[i].gen = 0; /* kept for good now */
+    close_unused(talks, ms.workers);
     out->pid = ms.slot[0].pid;
     grace__notify("READY=1\nSTATUS=serving (children restarted)");
     grace__outcome_write(out);
@@ -275,11 +458,19 @@ static void stop_children(void)
 static void serve_request(int chan, pid_t from)
 {
     char line[4200];
-    ssize_t n = recv(chan, line, sizeof line - 1, MSG_DONTWAIT);
-    if (n <= 0)
+    int fd;
+    ssize_t n = grace__recv_line_fd(chan, line, sizeof line - 1, &fd);
+    if (n <= 0) {
+        if (fd >= 0)
+            close(fd);
         return; /* EOF: it is exiting; reap() deals with it */
+    }
     line[n] = '\0';
     line[strcspn(line, "\n")] = '\0';
+    if (strncmp(line, "bound ", 6) == 0 || strncmp(line, "unused ", 7) == 0 || fd >= 0) {
+        child_said(NULL, chan, line, fd); /* (a server the child started late) */
+        return;
+    }
     char reply[700];
     int kind = 0, r = 0;
     char exe[4096] = "";
@@ -334,7 +525,8 @@ static int start_due(int64_t now)
             continue;
         if (now >= s->start_at_ms) {
             char *why = ms.start_why;
-            if (start_child(s, s->exe, why, sizeof ms.start_why) == 0)
+            static talk_t t; /* (a replacement: what it bound is kept, nothing closed) */
+            if (start_child(s, s->exe, &t, 0, why, sizeof ms.start_why) == 0)
                 continue;
             s->quick_deaths++;
             int64_t pause = BACKOFF_FIRST_MS << (s->quick_deaths - 1 < 7 ? s->quick_deaths - 1 : 7);

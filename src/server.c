@@ -438,6 +438,7 @@ static int open_listener(grace__listener_t *l)
     read_bound_port(l, fd);
     show_address(l);
     l->fd = fd;
+    grace__master_adopt(l->server->name, l->spec, fd);
     return 0;
 }
 

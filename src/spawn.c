@@ -209,13 +209,42 @@ static void reap_failed(pid_t pid, char *why, size_t why_len)
     }
 }
 
+ssize_t grace__recv_line_fd(int fd, char *buf, size_t cap, int *got_fd)
+{
+    struct iovec iov = {buf, cap};
+    union {
+        struct cmsghdr h;
+        char b[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b, .msg_controllen = sizeof ctl.b};
+    *got_fd = -1;
+    ssize_t n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    for (struct cmsghdr *cm = n >= 0 ? CMSG_FIRSTHDR(&mh) : NULL; cm; cm = CMSG_NXTHDR(&mh, cm))
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+            cm->cmsg_len >= CMSG_LEN(sizeof(int))) {
+            int k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+            int fds[4] = {-1, -1, -1, -1};
+            memcpy(fds, CMSG_DATA(cm), (size_t)(k < 4 ? k : 4) * sizeof(int));
+            for (int i = 0; i < k && i < 4; i++) { /* one is meant: keep the first */
+                if (*got_fd < 0)
+                    *got_fd = fds[i];
+                else
+                    close(fds[i]);
+            }
+        }
+    return n;
+}
+
 /* Wait for "ready" from the child. Returns its PID, or an error after
  * killing and reaping it. What came after the ready line goes to pending
- * (64 bytes), for the probation. */
-static int wait_ready(pid_t pid, int ready_r, int64_t timeout_ms, char pending[64], char *why,
-                      size_t why_len)
+ * (64 bytes), for the probation. Other lines before it (a master's child's
+ * "bound", "unused") go to req->on_line, with the descriptor that came
+ * with them. */
+static int wait_ready(const grace__spawn_t *req, pid_t pid, int ready_r, char pending[64],
+                      char *why, size_t why_len)
 {
-    int64_t deadline = grace__now_ms() + timeout_ms;
+    int64_t timeout_ms = req->ready_timeout_ms, deadline = grace__now_ms() + timeout_ms;
     char buf[700]; /* "ready PID", or "fail WHY" */
     size_t len = 0;
     for (;;) {
@@ -233,13 +262,29 @@ static int wait_ready(pid_t pid, int ready_r, int64_t timeout_ms, char pending[6
             return -errno;
         if (r <= 0)
             continue;
-        ssize_t n = read(ready_r, buf + len, sizeof buf - 1 - len);
-        if (n < 0 && errno == EINTR)
+        int got_fd;
+        ssize_t n = grace__recv_line_fd(ready_r, buf + len, sizeof buf - 1 - len, &got_fd);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (n > 0) {
             len += (size_t)n;
             buf[len] = '\0';
             char *eol = strchr(buf, '\n');
+            /* The child waits for the answer to a line that carries a
+             * descriptor: nothing else comes with it. */
+            while (eol && strncmp(buf, "ready ", 6) != 0 && strncmp(buf, "fail ", 5) != 0) {
+                *eol = '\0';
+                if (req->on_line)
+                    req->on_line(req->arg, ready_r, buf, got_fd);
+                else if (got_fd >= 0)
+                    close(got_fd);
+                got_fd = -1;
+                len -= (size_t)(eol + 1 - buf);
+                memmove(buf, eol + 1, len + 1);
+                eol = strchr(buf, '\n');
+            }
+            if (got_fd >= 0)
+                close(got_fd);
             if (strncmp(buf, "ready ", 6) == 0 && eol) {
                 snprintf(pending, 64, "%s", eol + 1);
                 return pid;
@@ -346,6 +391,7 @@ pid_t grace__spawn_ready(const grace__spawn_t *req, int *chan_out, char pending[
     char **argv = NULL;
     pid_t r;
     grace_servers_foreach(add_listener_fd, &fds);
+    grace__master_listen_fds(&fds); /* (sockets a master holds for its children) */
     if (fds.len == 0) {
         snprintf(why, why_len, "no server is running");
         r = GRACE_ESTATE;
@@ -370,7 +416,7 @@ pid_t grace__spawn_ready(const grace__spawn_t *req, int *chan_out, char pending[
         snprintf(why, why_len, "fork: %s", grace_strerror(r));
         goto out;
     }
-    r = wait_ready(r, chan[0], req->ready_timeout_ms, pending, why, why_len);
+    r = wait_ready(req, r, chan[0], pending, why, why_len);
     if (r > 0) {
         *chan_out = chan[0];
         chan[0] = -1;

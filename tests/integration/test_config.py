@@ -18,7 +18,7 @@ import pytest
 
 from conftest import HOST, RawConn, example_path, http, sanitizer_env, simple_get
 from restarts import admin, get_pid, line_re, signal_restart, wait_gone, wait_in_flight
-from test_master import children, wait_children
+from test_master import children, signal_master_restart, wait_children, wait_gone_child
 from test_restart import SlowGet
 from wrkload import Loads, Wrk
 
@@ -331,6 +331,84 @@ def test_changed_config_goes_live_on_restart_under_load(grace_servers, tmp_path)
     with RawConn(keep) as c:
         c.send(b"GET / HTTP/1.1\r\n")
         assert c.wait_closed(timeout=10).startswith(b"HTTP/1.1 408 ")
+
+
+def master_file(tmp_path, *ports):
+    return write(tmp_path, f"""
+        server:
+          address: "{",".join(f"{HOST}:{p}" for p in ports)}"
+          graceful: true
+          master: true
+          workers: 2
+        """)  # fmt: skip
+
+
+def test_master_mode_port_added_and_removed_by_the_file_under_load(grace_servers, tmp_path):
+    """Master mode, two children, wrk on the port that stays: the file gains
+    a port (the first new child binds it and hands it to the master, the
+    second inherits it), then a second restart (whose children inherit it
+    from the master), then the file drops the first port: zero failed
+    requests; the added port answers from each generation; the dropped one
+    refuses connections once the old children are gone -- it does not
+    queue them for nobody."""
+    keep, drop, add = free_port(), free_port(), free_port()
+    path = master_file(tmp_path, keep, drop)
+    srv = grace_servers.start("hello", "--config", str(path), n_ports=2)
+    wait_children(srv, 2)
+    loads = Loads(Wrk(f"http://{HOST}:{keep}/", 8, expect=b"Hello, World!"),
+                  Wrk(f"http://{HOST}:{keep}/", 2, close=True, expect=b"Hello, World!"))  # fmt: skip
+    olds = children(srv)
+    with loads:
+        loads.wait_progress(200)
+        master_file(tmp_path, keep, drop, add)
+        for _ in range(2):  # bound by a child, then passed on by the master
+            news = signal_master_restart(srv, workers=2)
+            for pid in olds:
+                wait_gone_child(srv, pid)
+            olds = news
+            assert http("GET", f"http://{HOST}:{add}/").text == "Hello, World!"
+            loads.wait_progress(200)
+        master_file(tmp_path, keep, add)
+        mark = srv.mark()
+        news = signal_master_restart(srv, workers=2)
+        srv.wait_for_line(line_re(srv.pid, rf"master: closed \[127\.0\.0\.1:{drop}\] of server "
+                                  r"default: its children no longer listen there"), start=mark)
+        for pid in olds:
+            wait_gone_child(srv, pid)
+        loads.wait_progress(200)
+        loads.stop()
+    assert loads.failures() == 0, loads.report() + "\n" + srv.stderr()
+    assert sorted(children(srv)) == sorted(news)
+    assert http("GET", f"http://{HOST}:{add}/").text == "Hello, World!"
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((HOST, drop), timeout=5)
+
+
+def test_master_mode_rolled_back_restart_keeps_no_port_it_bound(grace_servers, tmp_path):
+    """The file gains two ports, the second one taken by another program:
+    the new child binds the first, hands it to the master, then cannot bind
+    the second; the restart rolls back and the master closes the first
+    (it refuses connections), while the children serve on."""
+    keep, add = free_port(), free_port()
+    busy = socket.socket()
+    busy.bind((HOST, 0))
+    busy.listen()
+    try:
+        path = master_file(tmp_path, keep)
+        srv = grace_servers.start("hello", "--config", str(path))
+        olds = wait_children(srv, 2)
+        master_file(tmp_path, keep, add, busy.getsockname()[1])
+        mark = srv.mark()
+        os.kill(srv.pid, signal.SIGUSR1)
+        m = srv.wait_for_line(line_re(srv.pid, r"master: restart failed: new process (\d+) "
+                                      r"(exited with status 1|cannot start)"), start=mark)
+        srv.expect_exit[int(m.group(1))] = None
+        assert sorted(children(srv)) == sorted(olds)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((HOST, add), timeout=5)
+        assert http("GET", f"http://{HOST}:{keep}/").text == "Hello, World!"
+    finally:
+        busy.close()
 
 
 def test_bad_config_on_restart_rolls_back_with_its_message(grace_servers, tmp_path):
