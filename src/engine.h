@@ -129,8 +129,11 @@ struct grace__loop {
         int fd;   /* eventfd: a write wakes the loop */
     } wake;
     _Atomic uint64_t busy_seq; /* 0: not in a handler */
-    atomic_int_fast64_t busy_start_ms;
     uint64_t seq_counter;
+    /* The monitor's alone: the busy_seq it saw at its last look, and since
+     * when (its precise clock). */
+    uint64_t seen_seq;
+    int64_t seen_since_ms;
     grace__conn_t conns; /* list head (sentinel), owner only */
     pthread_mutex_t mu;  /* guards closed, kicked and the connections' inboxes */
     grace__conn_t *closed;
@@ -210,6 +213,12 @@ typedef struct {
     bool (*conn_input_pending)(const grace__conn_t *c);
     /* Only the owner thread may run a connection (conn.c hands it over). */
     bool owner_only;
+    /* This thread has just taken L over (a hand-off): what the previous
+     * owner submitted and still runs (io_uring's multishot receives, polls,
+     * the wake poll) completes through that thread -- woken for every
+     * completion, a fifth of the loop's CPU. Submit it again from here.
+     * (Listeners: workers.c stops and re-arms them.) NULL: nothing to do. */
+    void (*loop_adopt)(grace__loop_t *L);
 } grace__backend_t;
 
 extern const grace__backend_t grace__backend_epoll;

@@ -509,6 +509,18 @@ static bool ur_conn_input_pending(const grace__conn_t *c)
     return false;
 }
 
+/* Cancelled, each ends without us asking and is armed again from this
+ * thread: a receive by the connection's next read (conn_io.c), a poll and
+ * the wake poll by their completion (on_poll, dispatch). */
+static void ur_loop_adopt(grace__loop_t *L)
+{
+    ur_loop_t *U = L->be;
+    cancel(U, tag(&L->wake, OP_WAKE));
+    for (grace__conn_t *c = L->conns.next; c != &L->conns; c = c->next)
+        if (!c->closed && !c->cancelled && c->recv_armed)
+            cancel(U, tag(c, c->io == IO_READY ? OP_POLL : OP_RECV));
+}
+
 const grace__backend_t grace__backend_uring = {
     .name = "io_uring",
     .loop_init = ur_loop_init,
@@ -526,6 +538,7 @@ const grace__backend_t grace__backend_uring = {
     .conn_recv = ur_conn_recv,
     .conn_input_pending = ur_conn_input_pending,
     .owner_only = true,
+    .loop_adopt = ur_loop_adopt,
 };
 
 /* ---- Can we? --------------------------------------------------------------- */

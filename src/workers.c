@@ -12,9 +12,13 @@
  * and no system call of its own with io_uring.
  *
  * Handlers may block (SPEC S3). Before a handler runs, the loop records a
- * sequence number and a start time (busy_seq, busy_start_ms). The monitor
- * thread wakes every few milliseconds; when a loop has been inside one
- * handler longer than HANDOFF_MS it claims the loop with a CAS on busy_seq
+ * sequence number (busy_seq: one per handler call, 0 when none runs). The
+ * monitor thread wakes every few milliseconds; when it has seen a loop
+ * inside the same handler call for HANDOFF_MS (the same busy_seq at looks
+ * that far apart, by its precise clock: no clock is read per request, and
+ * a coarse one's ticks cannot make a short handler look long -- they did,
+ * and every hand-off costs the io_uring loop its efficiency for the rest of
+ * its connections' lives, loop_uring.c) it claims the loop with a CAS on busy_seq
  * and gives it to a spare thread, which carries on with the rest of the
  * batch (the batch lives in the loop, not on a stack). When the blocked
  * handler returns, its CAS fails: the thread, now an orphan, finishes that
@@ -54,6 +58,7 @@ typedef struct grace__worker grace__worker_t;
 struct grace__worker {
     grace__loop_t *loop; /* loop to run; NULL while spare (under eng.mu) */
     bool lost;           /* lost its loop to a handoff while in a handler */
+    bool first_owner;    /* started for its loop (not as a spare) */
     uint64_t busy_seq;
     pthread_cond_t cond;
     grace__worker_t *next_spare;
@@ -97,9 +102,6 @@ void grace__handler_enter(void)
         return;
     grace__loop_t *L = w->loop;
     w->busy_seq = ++L->seq_counter;
-    /* The coarse clock, as on the rest of the request path: the monitor's
-     * precise one may then see a handler up to a tick older than it is. */
-    atomic_store_explicit(&L->busy_start_ms, now_ms(), memory_order_relaxed);
     atomic_store_explicit(&L->busy_seq, w->busy_seq, memory_order_release);
 }
 
@@ -329,11 +331,32 @@ static void loop_run(grace__loop_t *L)
 
 /* ---- Threads ------------------------------------------------------------- */
 
+/* A thread takes loop L over from one whose handler blocked: the
+ * backend's requests of the old thread, and the listeners' accepts, are
+ * submitted again from this one (sync_listeners re-arms what a stop ends). */
+static void adopt(grace__loop_t *L)
+{
+    if (grace__be->loop_adopt == NULL)
+        return;
+    uint_fast64_t bit = (uint_fast64_t)1 << L->id;
+    int n = atomic_load(&eng.n_servers);
+    for (int i = 0; i < n; i++) {
+        grace_server_t *s = eng.servers[i];
+        if (atomic_load(&s->state) != GRACE__SRV_RUNNING)
+            continue; /* (a drain stops them anyway) */
+        for (size_t k = 0; k < s->n_listeners; k++)
+            if (atomic_load(&s->listeners[k].armed) & bit)
+                grace__be->listen_stop(L, &s->listeners[k]);
+    }
+    grace__be->loop_adopt(L);
+}
+
 static void *worker_main(void *arg)
 {
     grace__worker_t *w = arg;
     self = w;
     pthread_mutex_lock(&eng.mu);
+    bool taking_over = !w->first_owner; /* (a spare gets a loop by a hand-off) */
     for (;;) {
         while (w->loop == NULL) {
             struct timespec ts;
@@ -355,12 +378,15 @@ static void *worker_main(void *arg)
         }
         grace__loop_t *L = w->loop;
         pthread_mutex_unlock(&eng.mu);
+        if (taking_over)
+            adopt(L);
         loop_run(L);
         pthread_mutex_lock(&eng.mu);
         w->loop = NULL;
         w->lost = false;
         w->next_spare = eng.spares;
         eng.spares = w;
+        taking_over = true;
     }
 }
 
@@ -374,6 +400,7 @@ static grace__worker_t *spawn_worker(grace__loop_t *L)
         return NULL;
     pthread_cond_init(&w->cond, NULL);
     w->loop = L;
+    w->first_owner = L != NULL;
     if (grace__thread_detached(worker_main, w) < 0) {
         pthread_cond_destroy(&w->cond);
         free(w);
@@ -396,8 +423,12 @@ static void *monitor_main(void *arg)
         for (int i = 0; i < eng.n_loops; i++) {
             grace__loop_t *L = &eng.loops[i];
             uint64_t seq = atomic_load_explicit(&L->busy_seq, memory_order_acquire);
-            if (seq == 0 ||
-                now - atomic_load_explicit(&L->busy_start_ms, memory_order_relaxed) < HANDOFF_MS)
+            if (seq != L->seen_seq) { /* (another handler call, or none) */
+                L->seen_seq = seq;
+                L->seen_since_ms = now;
+                continue;
+            }
+            if (seq == 0 || now - L->seen_since_ms < HANDOFF_MS)
                 continue;
             /* Have a thread ready before claiming, so a claimed loop is
              * never left without one. */

@@ -1,7 +1,10 @@
 """Blocking handlers never stall the server (SPEC S3): with 50 /sleep
 requests sleeping in their handlers, /pid still answers at once."""
 
+import os
+import re
 import threading
+import time
 
 from conftest import RawConn, http, simple_get
 from restarts import wait_in_flight
@@ -86,3 +89,56 @@ def test_after_a_handoff_the_loop_serves_what_it_had(servers):
             assert (r.status, r.body) == (200, expected_pid)
         r = http("GET", srv.url("/pid"), timeout=5)
         assert (r.status_code, r.content) == (200, expected_pid)
+
+
+def thread_wakeups():
+    """{tid: voluntary context switches} of every thread of pid."""
+
+    def of(pid):
+        out = {}
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/status") as f:
+                    m = re.search(r"^voluntary_ctxt_switches:\s+(\d+)", f.read(), re.M)
+                out[int(tid)] = int(m.group(1))
+            except FileNotFoundError:  # (a thread that just exited)
+                pass
+        return out
+
+    return of
+
+
+def test_after_a_handoff_the_old_thread_sleeps(servers):
+    """One event loop, a keep-alive connection served, then a handler blocks
+    long enough (300 ms) for the loop to go to another thread. Afterwards,
+    400 requests on that connection wake none of the threads that were
+    there before (the monitor aside, which wakes on its own clock): with
+    io_uring the requests the old loop thread had submitted (the
+    connection's multishot receive, the listener's accept) completed
+    through that thread -- woken for every request, a fifth of the loop's
+    CPU -- until the new owner submitted them again."""
+    srv = servers.start("basic", "--port", "0", "--sleep-ms", "300", env={"GRACE_LOOPS": "1"})
+    wakeups = thread_wakeups()
+    expected_pid = f"{srv.pid}\n".encode()
+    with RawConn(srv.port, timeout=5) as c:
+        c.send(simple_get("/pid"))
+        assert c.read_response().body == expected_pid
+        before = wakeups(srv.pid)
+        with RawConn(srv.port, timeout=5) as sleeper:
+            sleeper.send(simple_get("/sleep"))
+            assert sleeper.read_response(timeout=10).status == 200
+        assert len(wakeups(srv.pid)) > len(before), "no thread took the loop over"
+        # The monitor: the old thread that wakes while nothing happens.
+        a = wakeups(srv.pid)
+        time.sleep(0.3)
+        b = wakeups(srv.pid)
+        ticking = {t for t in before if b.get(t, 0) - a.get(t, 0) >= 10}
+        assert len(ticking) == 1, (a, b)
+        start = wakeups(srv.pid)
+        for _ in range(400):
+            c.send(simple_get("/pid"))
+            r = c.read_response(timeout=5)
+            assert (r.status, r.body) == (200, expected_pid)
+        end = wakeups(srv.pid)
+    woken = {t: end.get(t, 0) - start.get(t, 0) for t in before if t not in ticking}
+    assert max(woken.values()) < 100, f"threads from before the hand-off woken: {woken}"
