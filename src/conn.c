@@ -321,7 +321,7 @@ static int read_more(grace__conn_t *c)
  * second (docs/benchmarks.md, idle). */
 static void trim_if_crowded(grace__conn_t *c)
 {
-    if (!(c->in.cap || c->ex) || c->req_started || c->in.len != 0 ||
+    if (!(c->in.cap || c->ex || c->out.cap) || c->req_started || c->in.len != 0 ||
         atomic_load_explicit(&c->server->n_conns, memory_order_relaxed) <= CROWD_CONNS)
         return;
     /* An answer still on its way (io_uring: its send completes in a later

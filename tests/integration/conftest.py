@@ -78,7 +78,7 @@ VALGRIND_SKIP = {
     "test_resources.py::test_out_of_descriptors_does_not_spin_and_recovers": _FDS_OF_VALGRIND,
     "test_resources.py::test_default_max_connections_is_three_quarters_of_the_fd_limit":
         _FDS_OF_VALGRIND,
-    "test_resources.py::test_idle_connections_cost_under_1_kib_and_memory_comes_back":
+    "test_resources.py::test_idle_connections_cost_under_half_a_kib_and_memory_comes_back":
         "measures the RSS of the release build's hello with 5,000 connections",
     "test_restart.py::test_max_draining_refuses_a_restart_and_cuts_nothing": _RESTARTS_TOO_SLOW,
     "test_restart.py::test_old_process_reaps_a_new_process_that_exits_first": _RESTARTS_TOO_SLOW,

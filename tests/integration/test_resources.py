@@ -177,12 +177,13 @@ def wait_rss_at_most(pid, kib, timeout=15.0):
         time.sleep(0.1)
 
 
-def test_idle_connections_cost_under_1_kib_and_memory_comes_back(tmp_path):
+def test_idle_connections_cost_under_half_a_kib_and_memory_comes_back(tmp_path):
     """The release build (sanitizers would swamp RSS), 5,000 keep-alive
     connections with one request each: just answered they cost at most
     4 KiB each (a crowd gives its buffers back at once), once idle at most
-    1 KiB each, and when they have all closed the server's RSS is back
-    within 2 MB of where it started."""
+    512 bytes each (356-405 measured; 676 when io_uring's crowd trim left
+    every output buffer allocated), and when they have all closed the
+    server's RSS is back within 2 MB of where it started."""
     if not RELEASE_HELLO.exists():
         pytest.fail(f"{RELEASE_HELLO} not built (make test builds it)")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -220,11 +221,11 @@ def test_idle_connections_cost_under_1_kib_and_memory_comes_back(tmp_path):
         print(f"\nRSS just after the {n} answers: {answered} KiB "
               f"({(answered - base) * 1024 / n:.0f} B each)")  # fmt: skip
         assert answered <= base + 4 * n, f"{(answered - base) * 1024 / n:.0f} bytes per connection"
-        idle = wait_rss_at_most(srv.pid, base + n)  # n KiB: 1 KiB per connection
+        idle = wait_rss_at_most(srv.pid, base + n // 2)  # 512 bytes per connection
         per_conn = (idle - base) * 1024 / n
         print(f"\nRSS: {base} KiB at start, {idle} KiB with {n} idle connections "
               f"({per_conn:.0f} B each)")  # fmt: skip
-        assert idle <= base + n, f"{per_conn:.0f} bytes per idle connection"
+        assert idle <= base + n // 2, f"{per_conn:.0f} bytes per idle connection"
         for s in socks:
             s.close()
         socks = []
