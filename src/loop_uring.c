@@ -34,7 +34,10 @@
  * system call it sleeps in goes on unnoticed) and, busy in user space, at
  * its next entry into the kernel (a timer tick at the latest), instead of
  * being interrupted at once -- which costs every loop an interrupt per
- * completion while it runs.
+ * completion while it runs. The thread that takes a loop over cancels the
+ * multishot requests of the old one (ur_loop_adopt), which are armed again
+ * from it as they end: else every completion would go on waking the old
+ * thread, parked as a spare, for the rest of the connection's life.
  */
 #include "engine.h"
 
