@@ -445,6 +445,9 @@ typedef struct {
      * argument; NULL: such lines are dropped. */
     void (*on_line)(void *arg, int chan, const char *line, int fd);
     void *arg;
+    /* More GRACE_LISTEN_FDS lines beyond the servers' own sockets (those a
+     * master holds for its children), or NULL. */
+    const grace__buf_t *more_fds;
 } grace__spawn_t;
 /* Start a new process that inherits every listening socket of every running
  * server and one end of a stream socket, and wait until it says ready.
@@ -461,9 +464,6 @@ char **grace__env_build(const char *const *extra, size_t n_extra);
 /* recvmsg(2) of what is there (MSG_DONTWAIT), a descriptor that came with
  * it into *fd (close-on-exec; -1: none). */
 ssize_t grace__recv_line_fd(int fd, char *buf, size_t cap, int *got_fd);
-/* master.c: append the sockets a master holds for its children beyond its
- * servers' own (GRACE_LISTEN_FDS lines); nothing in another role. */
-void grace__master_listen_fds(grace__buf_t *b);
 char **grace__env_afresh(void);
 void grace__env_free(char **env);
 

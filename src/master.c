@@ -117,10 +117,9 @@ static struct {
 
 /* ---- Sockets the children bound ------------------------------------------------------ */
 
-void grace__master_listen_fds(grace__buf_t *b)
+/* The held sockets as GRACE_LISTEN_FDS lines, for a child's start. */
+static void held_fds(grace__buf_t *b)
 {
-    if (grace__role() != GRACE__ROLE_MASTER)
-        return;
     for (int i = 0; i < ms.n_held; i++)
         grace__listen_fds_format(b, ms.held[i].fd, ms.held[i].spec, ms.held[i].name);
 }
@@ -268,11 +267,20 @@ static int start_child(slot_t *s, const char *exe, talk_t *t, int gen, char *why
     grace_restart_options_t ro;
     grace_get_restart_options(&ro);
     static const char *const env[] = {GRACE__ENV_MASTER "=1", NULL};
-    grace__spawn_t req = {exe, GRACE_CHILD_FLAG, env, ro.graceful_timeout_ms, on_child_line, t};
+    grace__buf_t held = {0};
+    held_fds(&held);
+    grace__spawn_t req = {.exe = exe,
+                          .extra_arg = GRACE_CHILD_FLAG,
+                          .env = env,
+                          .ready_timeout_ms = ro.graceful_timeout_ms,
+                          .on_line = on_child_line,
+                          .arg = t,
+                          .more_fds = &held};
     char pending[64];
     int chan = -1;
     memset(t, 0, sizeof *t);
     pid_t pid = grace__spawn_ready(&req, &chan, pending, why, why_len);
+    grace__buf_free(&held);
     if (pid < 0) {
         drop_bound(t);
         return pid;

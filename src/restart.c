@@ -273,7 +273,7 @@ static int graceful_restart(const char *exe, grace_restart_outcome_t *out)
     snprintf(draining_env, sizeof draining_env, GRACE__ENV_DRAINING "=%s", draining.ptr);
     grace__buf_free(&draining);
     const char *env[] = {draining_env, NULL};
-    grace__spawn_t req = {exe, NULL, env, rs.opt.graceful_timeout_ms, NULL, NULL};
+    grace__spawn_t req = {exe, NULL, env, rs.opt.graceful_timeout_ms, NULL, NULL, NULL};
     int chan = -1;
     char pending[64] = "";
     r = grace__spawn_ready(&req, &chan, pending, out->why, sizeof out->why);

@@ -391,7 +391,8 @@ pid_t grace__spawn_ready(const grace__spawn_t *req, int *chan_out, char pending[
     char **argv = NULL;
     pid_t r;
     grace_servers_foreach(add_listener_fd, &fds);
-    grace__master_listen_fds(&fds); /* (sockets a master holds for its children) */
+    if (req->more_fds)
+        grace__buf_append(&fds, req->more_fds->ptr, req->more_fds->len);
     if (fds.len == 0) {
         snprintf(why, why_len, "no server is running");
         r = GRACE_ESTATE;

@@ -541,8 +541,11 @@ def test_max_draining_refuses_a_restart_and_cuts_nothing(grace_servers):
     drain. A third restart would make three: it is refused -- 503 with
     Retry-After, both PIDs and until when, the same in the log -- and both
     /sleep requests complete. Once they have, a restart works again."""
+    # The /sleeps must outlast two restarts and their hand-overs: 15 s, and
+    # a short probation, since a loaded machine once took 7 s (6 s failed).
     srv = grace_servers.start(
-        "basic", "--port", "0", "--sleep-ms", "6000", "--max-draining", "2"
+        "basic", "--port", "0", "--sleep-ms", "15000", "--max-draining", "2",
+        "--probation-ms", "100",
     )
     p1 = srv.pid
     s1 = SlowGet(srv.port, "/sleep")
@@ -587,8 +590,10 @@ def test_old_process_reaps_a_new_process_that_exits_first(grace_servers):
     """P1 drains a long /sleep while P2, the process it started, is itself
     restarted and exits: P1 reaps it at once (no zombie), says so, and does
     not count it as a draining generation."""
+    # The /sleep must outlast two restarts (test_max_draining... says why).
     srv = grace_servers.start(
-        "basic", "--port", "0", "--sleep-ms", "5000", "--max-draining", "2"
+        "basic", "--port", "0", "--sleep-ms", "15000", "--max-draining", "2",
+        "--probation-ms", "100",
     )
     p1 = srv.pid
     s1 = SlowGet(srv.port, "/sleep")
