@@ -137,10 +137,11 @@ static bool split_address(const char *p, char name[64], char spec[80])
 }
 
 /* A child's line about sockets ("bound SERVER|SPEC" with its descriptor,
- * "unused SERVER|SPEC"): while it starts (t: its talk) or later (t NULL:
- * a bound socket is kept at once). */
-static void child_said(talk_t *t, int chan, const char *line, int fd)
+ * "unused SERVER|SPEC"): while it starts (arg: its talk_t; spawn.c
+ * on_line) or later (NULL: a bound socket is kept at once). */
+static void child_said(void *arg, int chan, const char *line, int fd)
 {
+    talk_t *t = arg;
     char name[64], spec[80];
     if (strncmp(line, "bound ", 6) == 0 && fd >= 0 && split_address(line + 6, name, spec)) {
         held_t h = {.fd = fd, .gen = 0};
@@ -167,11 +168,6 @@ static void child_said(talk_t *t, int chan, const char *line, int fd)
     }
     if (fd >= 0)
         close(fd);
-}
-
-static void on_child_line(void *arg, int chan, const char *line, int fd)
-{
-    child_said(arg, chan, line, fd);
 }
 
 /* A child started: what it bound is kept (tagged gen, for a rollback). */
@@ -273,7 +269,7 @@ static int start_child(slot_t *s, const char *exe, talk_t *t, int gen, char *why
                           .extra_arg = GRACE_CHILD_FLAG,
                           .env = env,
                           .ready_timeout_ms = ro.graceful_timeout_ms,
-                          .on_line = on_child_line,
+                          .on_line = child_said,
                           .arg = t,
                           .more_fds = &held};
     char pending[64];
